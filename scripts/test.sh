@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need on a Debian machine, then runs the formatting
+# check, clippy and every test. CI runs exactly this (through .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Real players the tests drive: ffprobe/ffmpeg and mpg123.
+packages=(ffmpeg mpg123)
+echo "==> installing test dependencies: ${packages[*]}" >&2
+if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}" >/tmp/onair-apt.log 2>&1; then
+    as_root apt-get update -q >>/tmp/onair-apt.log 2>&1
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}" >>/tmp/onair-apt.log 2>&1 \
+        || { cat /tmp/onair-apt.log >&2; exit 1; }
+fi
+
+# Build outside the clone so repeated runs (and CI on the same machine) reuse compiled crates.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/onair/target}
+export CARGO_TERM_COLOR=never
+
+echo "==> cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "==> cargo clippy" >&2
+cargo clippy --all-targets --locked -- -D warnings
+echo "==> cargo test" >&2
+cargo test --locked -- --test-threads="${ONAIR_TEST_THREADS:-4}"

@@ -1,0 +1,106 @@
+//! Builds every stage from the config, runs them, and shuts them down in order: stop taking
+//! listeners and tracks, let the pipeline flush and close the rings (which ends every listener
+//! stream), then wait for connections to finish within the grace period.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::audio::clock::Clock;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::station::Station;
+
+/// Knobs that are not part of the operator's config.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Real-time pacing in production; tests may run unpaced.
+    pub clock: Clock,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            clock: Clock::Realtime,
+        }
+    }
+}
+
+/// Runs the radio on `listener` until `shutdown` completes, then shuts down cleanly.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    run_with(config, listener, shutdown, Options::default()).await
+}
+
+/// [`run`] with non-default [`Options`].
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    options: Options,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let station = Station::new(Arc::clone(&config), Metrics::new());
+    let catalog = crate::catalog::from_config(&config.library);
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    // One track waits in the channel while the scheduler prepares the next: two ahead at most.
+    let (track_tx, track_rx) = mpsc::channel(1);
+    let pipeline = Pipeline::spawn(Arc::clone(&station), track_rx, options.clock)
+        .context("starting the audio pipeline")?;
+    let scheduler = crate::scheduler::spawn(
+        catalog,
+        Arc::clone(&station),
+        track_tx,
+        cancel.child_token(),
+    );
+
+    let addr = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    tracing::info!(
+        %addr,
+        station = %config.station.name,
+        mounts = ?config.mounts.iter().map(|m| m.path.as_str()).collect::<Vec<_>>(),
+        "radio on air"
+    );
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        Arc::clone(&station),
+        cancel.clone(),
+        tasks.clone(),
+    ));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    // Health first, so a load balancer stops routing new listeners here.
+    station.set_draining();
+    // Stops the accept loop and the scheduler; open connections finish their request.
+    cancel.cancel();
+    let _ = server.await;
+    let _ = scheduler.await;
+    // Flushes the encoders and closes every ring: listener streams end by themselves.
+    pipeline.stop_and_join().await;
+    tasks.close();
+    if tokio::time::timeout(config.server.shutdown_grace, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = tasks.len(),
+            "grace period over, dropping remaining connections"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

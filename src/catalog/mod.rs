@@ -1,0 +1,80 @@
+//! The music library as the scheduler sees it: a list of track keys and a way to fetch a track's
+//! bytes. One trait, implemented by the local folder (the default) and, later, by S3.
+
+pub mod local;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use local::LocalCatalog;
+
+use crate::config::{Library, LibraryKind};
+
+/// A track in the library, identified by its key (a path relative to the library root, or an
+/// object key). `version` changes when the content does (mtime+size, or an ETag).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrackRef {
+    pub key: Arc<str>,
+    pub version: Arc<str>,
+}
+
+/// Why a catalog operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The track is gone since the last listing: drop it and move on.
+    #[error("track {0} no longer exists")]
+    NotFound(String),
+    /// The storage cannot be read right now: keep what we have and retry later.
+    #[error("library unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A source of tracks.
+pub trait Catalog: Send + Sync + 'static {
+    /// Every playable-looking track key, sorted by key. Files that are clearly not audio by name
+    /// (text, images, playlists) are left out; everything else is probed when fetched.
+    fn list(&self) -> impl Future<Output = Result<Vec<TrackRef>, CatalogError>> + Send;
+    /// The whole content of one track.
+    fn fetch(&self, track: &TrackRef) -> impl Future<Output = Result<Bytes, CatalogError>> + Send;
+    /// Where the library lives, for logs and status.
+    fn describe(&self) -> String;
+}
+
+/// Builds the catalog the config asks for.
+pub fn from_config(library: &Library) -> LocalCatalog {
+    match &library.kind {
+        LibraryKind::Local { path } => LocalCatalog::new(path.clone()),
+    }
+}
+
+/// Extensions that are never audio, so they are not even tried (as `93-notes.txt`). Everything else
+/// is probed by content: a FLAC file named `.mp3` still plays.
+pub(crate) fn is_ignored_name(name: &str) -> bool {
+    const IGNORED: [&str; 16] = [
+        "txt", "md", "nfo", "log", "jpg", "jpeg", "png", "gif", "webp", "bmp", "m3u", "m3u8",
+        "pls", "cue", "xspf", "json",
+    ];
+    if name.starts_with('.') {
+        return true;
+    }
+    match name.rsplit_once('.') {
+        Some((_, ext)) => IGNORED.iter().any(|i| ext.eq_ignore_ascii_case(i)),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignores_obvious_non_audio_names_only() {
+        assert!(is_ignored_name("93-notes.txt"));
+        assert!(is_ignored_name("cover.JPG"));
+        assert!(is_ignored_name(".DS_Store"));
+        assert!(!is_ignored_name("94-flac-named.mp3"));
+        assert!(!is_ignored_name("track"));
+        assert!(!is_ignored_name("a.weird-extension"));
+    }
+}

@@ -1,0 +1,333 @@
+//! The validated, typed configuration the rest of the program sees, and [`load`], which reads the TOML
+//! file and the secrets from the environment. Parsing and validation live in `raw.rs`.
+
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::Secrets;
+#[cfg(test)]
+use raw::parse_duration;
+
+/// Everything one radio needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// What listeners and directories see (icy-* headers, status pages).
+    pub station: Station,
+    /// Listening socket and credentials.
+    pub server: Server,
+    /// Where tracks come from.
+    pub library: Library,
+    /// AutoDJ order.
+    pub playlist: Playlist,
+    /// The PCM format every track is converted to before encoding.
+    pub audio: Audio,
+    /// One output stream each.
+    pub mounts: Vec<MountConfig>,
+}
+
+/// `[station]`
+#[derive(Debug, Clone)]
+pub struct Station {
+    pub name: String,
+    pub description: String,
+    pub genre: String,
+    pub url: String,
+}
+
+/// `[server]`
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub admin_user: String,
+    /// From `ONAIR_ADMIN_PASSWORD`; admin endpoints stay closed without it.
+    pub admin_password: Option<String>,
+    /// From `ONAIR_SOURCE_PASSWORD`; live sources are refused without it.
+    pub source_password: Option<String>,
+    /// How long listeners get to drain after SIGTERM before their sockets are dropped.
+    pub shutdown_grace: Duration,
+}
+
+/// `[library]`
+#[derive(Debug, Clone)]
+pub struct Library {
+    pub kind: LibraryKind,
+    /// How often the library is listed again; zero turns rescans off.
+    pub rescan: Duration,
+}
+
+/// Which storage holds the tracks.
+#[derive(Debug, Clone)]
+pub enum LibraryKind {
+    /// A local folder, read recursively.
+    Local { path: PathBuf },
+}
+
+/// `[playlist]`
+#[derive(Debug, Clone, Copy)]
+pub struct Playlist {
+    pub order: Order,
+}
+
+/// AutoDJ ordering rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Every track once per round in random order, never the same track twice in a row.
+    Shuffle,
+    /// By key, then again from the start.
+    Sequential,
+}
+
+/// `[audio]`: the station format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audio {
+    pub sample_rate: u32,
+    pub channels: u16,
+}
+
+/// Output codec of a mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Mp3,
+}
+
+impl Codec {
+    /// The name used in the config file and in metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Mp3 => "mp3",
+        }
+    }
+}
+
+/// An amount of stream given as time or as bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Amount {
+    Duration(Duration),
+    Bytes(usize),
+}
+
+impl Amount {
+    /// The amount in bytes for a stream of `bytes_per_sec`.
+    pub fn bytes(self, bytes_per_sec: u64) -> usize {
+        match self {
+            Amount::Bytes(n) => n,
+            Amount::Duration(d) => (d.as_secs_f64() * bytes_per_sec as f64) as usize,
+        }
+    }
+}
+
+/// `[[mount]]`: one output stream.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    /// URL path, starting with '/'.
+    pub path: String,
+    pub codec: Codec,
+    pub bitrate_kbps: u32,
+    /// How far back from the live edge a new listener starts.
+    pub burst: Amount,
+    /// How far a listener may fall behind before it is dropped.
+    pub queue: Amount,
+    pub max_listeners: usize,
+    pub icy_metaint: usize,
+}
+
+impl MountConfig {
+    /// Stream bytes per second at the nominal bitrate.
+    pub fn bytes_per_sec(&self) -> u64 {
+        u64::from(self.bitrate_kbps) * 125
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: invalid configuration:\n  - {}", .errors.join("\n  - "))]
+    Invalid { path: PathBuf, errors: Vec<String> },
+}
+
+/// Reads and validates a config file, taking secrets from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, secrets_from_env()).map_err(|e| match e {
+        ParseError::Syntax(message) => ConfigError::Syntax {
+            path: path.to_owned(),
+            message,
+        },
+        ParseError::Invalid(errors) => ConfigError::Invalid {
+            path: path.to_owned(),
+            errors,
+        },
+    })
+}
+
+/// What is wrong with a config text.
+#[derive(Debug)]
+pub enum ParseError {
+    /// Not TOML, an unknown field or a value of the wrong type.
+    Syntax(String),
+    /// Well-formed but wrong: every problem, each with its field.
+    Invalid(Vec<String>),
+}
+
+/// Parses and validates config text (used by [`load`] and by tests that build configs in code).
+pub fn parse(text: &str, secrets: Secrets) -> Result<Config, ParseError> {
+    let raw: raw::RawConfig =
+        toml::from_str(text).map_err(|e| ParseError::Syntax(e.to_string().trim().to_owned()))?;
+    raw.validate(secrets).map_err(ParseError::Invalid)
+}
+
+/// Secrets come only from the environment so that a config file can live in Git.
+pub fn secrets_from_env() -> Secrets {
+    let non_empty = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Secrets {
+        admin_password: non_empty("ONAIR_ADMIN_PASSWORD"),
+        source_password: non_empty("ONAIR_SOURCE_PASSWORD"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(text: &str) -> Vec<String> {
+        match parse(text, Secrets::default()) {
+            Err(ParseError::Invalid(errors)) => errors,
+            other => panic!("expected validation errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn example_configs_are_valid() {
+        for file in ["config/radio.toml", "config/radio.example.toml"] {
+            let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let config = parse(&text, Secrets::default())
+                .unwrap_or_else(|e| panic!("{file} does not validate: {e:?}"));
+            assert_eq!(config.mounts[0].path, "/radio.mp3");
+        }
+    }
+
+    #[test]
+    fn defaults_fill_a_minimal_file() {
+        let c = parse("[[mount]]\npath = \"/a.mp3\"\n", Secrets::default()).unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:8000");
+        assert_eq!(c.audio.sample_rate, 44100);
+        assert_eq!(c.playlist.order, Order::Shuffle);
+        let m = &c.mounts[0];
+        assert_eq!(
+            (m.bitrate_kbps, m.icy_metaint, m.max_listeners),
+            (128, 16000, 20000)
+        );
+        assert_eq!(m.burst, Amount::Duration(Duration::from_secs(2)));
+        assert_eq!(m.burst.bytes(m.bytes_per_sec()), 32_000);
+        assert_eq!(c.library.rescan, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_field() {
+        let errors = invalid(
+            r#"
+            [server]
+            listen = "nowhere"
+            [library]
+            rescan = "soon"
+            [playlist]
+            order = "random"
+            [audio]
+            sample_rate = 44000
+            channels = 6
+            [[mount]]
+            path = "radio.mp3"
+            bitrate = 100
+            burst = "10s"
+            queue = "5s"
+            icy_metaint = 0
+            [[mount]]
+            path = "/metrics"
+            [[mount]]
+            path = "/x.mp3"
+            [[mount]]
+            path = "/x.mp3"
+            max_listeners = 0
+            "#,
+        );
+        let joined = errors.join("\n");
+        for needle in [
+            "server.listen",
+            "library.rescan",
+            "playlist.order",
+            "audio.sample_rate",
+            "audio.channels",
+            "mount[0].path",
+            "mount[0].bitrate",
+            "mount[0].queue",
+            "mount[0].icy_metaint",
+            "mount[1].path = \"/metrics\": reserved",
+            "mount[3].path = \"/x.mp3\": used by another mount",
+            "mount[3].max_listeners",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+        }
+    }
+
+    #[test]
+    fn no_mount_is_an_error() {
+        assert!(invalid("")[0].contains("at least one [[mount]]"));
+    }
+
+    #[test]
+    fn unknown_fields_and_wrong_types_are_syntax_errors() {
+        for text in [
+            "[station]\nnmae = \"x\"\n",
+            "[server]\nlisten = 8000\n",
+            "[[mount]]\npath = \"/a\"\nbitrate = \"fast\"\n",
+        ] {
+            match parse(text, Secrets::default()) {
+                Err(ParseError::Syntax(msg)) => assert!(!msg.is_empty()),
+                other => panic!("{text:?}: expected a syntax error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn amounts_take_seconds_or_bytes() {
+        let c = parse(
+            "[[mount]]\npath = \"/a\"\nburst = 65536\nqueue = \"1048576\"\n",
+            Secrets::default(),
+        )
+        .unwrap();
+        assert_eq!(c.mounts[0].burst, Amount::Bytes(65536));
+        assert_eq!(c.mounts[0].queue, Amount::Bytes(1_048_576));
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("2 weeks").is_err());
+    }
+
+    #[test]
+    fn secrets_never_come_from_the_file() {
+        let errors = match parse(
+            "[server]\nadmin_password = \"hunter2\"\n[[mount]]\npath = \"/a\"\n",
+            Secrets::default(),
+        ) {
+            Err(ParseError::Syntax(msg)) => msg,
+            other => panic!("expected a syntax error, got {other:?}"),
+        };
+        assert!(errors.contains("admin_password"));
+    }
+}

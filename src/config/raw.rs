@@ -1,0 +1,499 @@
+//! The serde mirror of the TOML file, and `validate()`, which turns it into the typed [`Config`] or
+//! reports every problem at once (field and reason), so an operator fixes a file in one pass.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{
+    Amount, Audio, Codec, Config, Library, LibraryKind, MountConfig, Order, Playlist, Server,
+    Station,
+};
+
+/// Sample rates an MP3 (MPEG-1/2/2.5 Layer III) stream can carry.
+const MP3_SAMPLE_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
+/// Constant bitrates LAME accepts, in kbps.
+const MP3_BITRATES: [u32; 16] = [
+    8, 16, 24, 32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+];
+/// Paths the server answers itself; a mount may not shadow them.
+const RESERVED_PATHS: [&str; 7] = [
+    "/status-json.xsl",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/admin",
+    "/api",
+    "/",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    station: RawStation,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    library: RawLibrary,
+    #[serde(default)]
+    playlist: RawPlaylist,
+    #[serde(default)]
+    audio: RawAudio,
+    #[serde(default, rename = "mount")]
+    mounts: Vec<RawMount>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStation {
+    name: String,
+    description: String,
+    genre: String,
+    url: String,
+}
+
+impl Default for RawStation {
+    fn default() -> Self {
+        RawStation {
+            name: "onair".into(),
+            description: String::new(),
+            genre: String::new(),
+            url: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    listen: String,
+    admin_user: String,
+    shutdown_grace: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "0.0.0.0:8000".into(),
+            admin_user: "admin".into(),
+            shutdown_grace: "1500ms".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLibrary {
+    kind: String,
+    path: Option<String>,
+    endpoint: Option<String>,
+    bucket: Option<String>,
+    prefix: Option<String>,
+    region: Option<String>,
+    cache_dir: Option<String>,
+    cache_max_bytes: Option<u64>,
+    rescan: String,
+}
+
+impl Default for RawLibrary {
+    fn default() -> Self {
+        RawLibrary {
+            kind: "local".into(),
+            path: None,
+            endpoint: None,
+            bucket: None,
+            prefix: None,
+            region: None,
+            cache_dir: None,
+            cache_max_bytes: None,
+            rescan: "60s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPlaylist {
+    order: String,
+}
+
+impl Default for RawPlaylist {
+    fn default() -> Self {
+        RawPlaylist {
+            order: "shuffle".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAudio {
+    sample_rate: u32,
+    channels: u16,
+}
+
+impl Default for RawAudio {
+    fn default() -> Self {
+        RawAudio {
+            sample_rate: 44100,
+            channels: 2,
+        }
+    }
+}
+
+/// `burst` and `queue` take seconds ("2s") or bytes (65536 or "65536").
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+enum RawAmount {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMount {
+    path: String,
+    #[serde(default = "default_codec")]
+    codec: String,
+    #[serde(default = "default_bitrate")]
+    bitrate: u32,
+    #[serde(default = "default_burst")]
+    burst: RawAmount,
+    #[serde(default = "default_queue")]
+    queue: RawAmount,
+    #[serde(default = "default_max_listeners")]
+    max_listeners: usize,
+    #[serde(default = "default_metaint")]
+    icy_metaint: usize,
+}
+
+fn default_codec() -> String {
+    "mp3".into()
+}
+fn default_bitrate() -> u32 {
+    128
+}
+fn default_burst() -> RawAmount {
+    RawAmount::Text("2s".into())
+}
+fn default_queue() -> RawAmount {
+    RawAmount::Text("10s".into())
+}
+fn default_max_listeners() -> usize {
+    20_000
+}
+fn default_metaint() -> usize {
+    16_000
+}
+
+/// Secrets that come only from the environment, never from the file.
+#[derive(Debug, Default, Clone)]
+pub struct Secrets {
+    /// `ONAIR_ADMIN_PASSWORD`
+    pub admin_password: Option<String>,
+    /// `ONAIR_SOURCE_PASSWORD`
+    pub source_password: Option<String>,
+}
+
+impl RawConfig {
+    /// Reports every problem at once instead of stopping at the first.
+    pub(super) fn validate(self, secrets: Secrets) -> Result<Config, Vec<String>> {
+        let mut errors = Vec::new();
+
+        let listen = self
+            .server
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| {
+                errors.push(format!(
+                    "server.listen = {:?}: {e} (expected IP:PORT, e.g. \"0.0.0.0:8000\")",
+                    self.server.listen
+                ))
+            })
+            .ok();
+        let shutdown_grace = parse_duration(&self.server.shutdown_grace)
+            .map_err(|e| {
+                errors.push(format!(
+                    "server.shutdown_grace = {:?}: {e}",
+                    self.server.shutdown_grace
+                ))
+            })
+            .unwrap_or(Duration::from_millis(1500));
+
+        let library = self.library.validate(&mut errors);
+
+        let order = match self.playlist.order.as_str() {
+            "shuffle" => Order::Shuffle,
+            "sequential" => Order::Sequential,
+            other => {
+                errors.push(format!(
+                    "playlist.order = {other:?}: expected \"shuffle\" or \"sequential\""
+                ));
+                Order::Shuffle
+            }
+        };
+
+        let audio = Audio {
+            sample_rate: self.audio.sample_rate,
+            channels: self.audio.channels,
+        };
+        if !MP3_SAMPLE_RATES.contains(&audio.sample_rate) {
+            errors.push(format!(
+                "audio.sample_rate = {}: MP3 supports {MP3_SAMPLE_RATES:?}",
+                audio.sample_rate
+            ));
+        }
+        if !(1..=2).contains(&audio.channels) {
+            errors.push(format!(
+                "audio.channels = {}: expected 1 or 2",
+                audio.channels
+            ));
+        }
+
+        if self.mounts.is_empty() {
+            errors.push("mount: at least one [[mount]] is required".into());
+        }
+        let mut seen = HashSet::new();
+        let mounts: Vec<MountConfig> = self
+            .mounts
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.validate(i, &audio, &mut seen, &mut errors))
+            .collect();
+
+        match listen {
+            Some(listen) if errors.is_empty() => Ok(Config {
+                station: Station {
+                    name: self.station.name,
+                    description: self.station.description,
+                    genre: self.station.genre,
+                    url: self.station.url,
+                },
+                server: Server {
+                    listen,
+                    admin_user: self.server.admin_user,
+                    admin_password: secrets.admin_password,
+                    source_password: secrets.source_password,
+                    shutdown_grace,
+                },
+                library,
+                playlist: Playlist { order },
+                audio,
+                mounts,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+impl RawLibrary {
+    fn validate(self, errors: &mut Vec<String>) -> Library {
+        let rescan = parse_duration(&self.rescan)
+            .map_err(|e| {
+                errors.push(format!(
+                    "library.rescan = {:?}: {e} (\"0s\" turns rescans off)",
+                    self.rescan
+                ))
+            })
+            .unwrap_or(Duration::from_secs(60));
+        let kind = match self.kind.as_str() {
+            "local" => {
+                for (field, set) in [
+                    ("endpoint", self.endpoint.is_some()),
+                    ("bucket", self.bucket.is_some()),
+                    ("prefix", self.prefix.is_some()),
+                    ("region", self.region.is_some()),
+                ] {
+                    if set {
+                        errors.push(format!(
+                            "library.{field}: only used with kind = \"s3\" (kind is \"local\")"
+                        ));
+                    }
+                }
+                let path = self.path.unwrap_or_else(|| "config/media".into());
+                if path.is_empty() {
+                    errors.push("library.path: must not be empty".into());
+                }
+                LibraryKind::Local {
+                    path: PathBuf::from(path),
+                }
+            }
+            "s3" => {
+                errors.push(
+                    "library.kind = \"s3\": not available in this build yet (use \"local\")".into(),
+                );
+                LibraryKind::Local {
+                    path: PathBuf::new(),
+                }
+            }
+            other => {
+                errors.push(format!(
+                    "library.kind = {other:?}: expected \"local\" or \"s3\""
+                ));
+                LibraryKind::Local {
+                    path: PathBuf::new(),
+                }
+            }
+        };
+        let _ = (self.cache_dir, self.cache_max_bytes);
+        Library { kind, rescan }
+    }
+}
+
+impl RawMount {
+    fn validate(
+        self,
+        i: usize,
+        audio: &Audio,
+        seen: &mut HashSet<String>,
+        errors: &mut Vec<String>,
+    ) -> Option<MountConfig> {
+        let before = errors.len();
+        let field = |name: &str| format!("mount[{i}].{name}");
+        if !self.path.starts_with('/') || self.path.len() < 2 {
+            errors.push(format!(
+                "{} = {:?}: must start with '/' and name the mount, e.g. \"/radio.mp3\"",
+                field("path"),
+                self.path
+            ));
+        } else if self.path.contains(['?', '#', ' ', '%']) {
+            errors.push(format!(
+                "{} = {:?}: must not contain '?', '#', '%' or spaces",
+                field("path"),
+                self.path
+            ));
+        } else if RESERVED_PATHS
+            .iter()
+            .any(|r| self.path == *r || (r.len() > 1 && self.path.starts_with(&format!("{r}/"))))
+        {
+            errors.push(format!(
+                "{} = {:?}: reserved for the server's own pages",
+                field("path"),
+                self.path
+            ));
+        }
+        if !seen.insert(self.path.clone()) {
+            errors.push(format!(
+                "{} = {:?}: used by another mount",
+                field("path"),
+                self.path
+            ));
+        }
+        let codec = match self.codec.as_str() {
+            "mp3" => Codec::Mp3,
+            other => {
+                errors.push(format!(
+                    "{} = {other:?}: supported codecs are [\"mp3\"]",
+                    field("codec")
+                ));
+                Codec::Mp3
+            }
+        };
+        if !MP3_BITRATES.contains(&self.bitrate) {
+            errors.push(format!(
+                "{} = {}: MP3 CBR bitrates are {MP3_BITRATES:?} (kbps)",
+                field("bitrate"),
+                self.bitrate
+            ));
+        } else if audio.sample_rate < 32000 && self.bitrate > 160 {
+            errors.push(format!(
+                "{} = {}: at {} Hz MP3 allows at most 160 kbps",
+                field("bitrate"),
+                self.bitrate,
+                audio.sample_rate
+            ));
+        } else if audio.sample_rate >= 32000 && self.bitrate < 32 {
+            errors.push(format!(
+                "{} = {}: at {} Hz MP3 needs at least 32 kbps",
+                field("bitrate"),
+                self.bitrate,
+                audio.sample_rate
+            ));
+        }
+        let burst = parse_amount(&self.burst)
+            .map_err(|e| errors.push(format!("{} = {:?}: {e}", field("burst"), self.burst)))
+            .ok();
+        let queue = parse_amount(&self.queue)
+            .map_err(|e| errors.push(format!("{} = {:?}: {e}", field("queue"), self.queue)))
+            .ok();
+        let bytes_per_sec = u64::from(self.bitrate) * 125;
+        if let (Some(b), Some(q)) = (burst, queue)
+            && b.bytes(bytes_per_sec) >= q.bytes(bytes_per_sec)
+        {
+            errors.push(format!(
+                "{}: must be larger than burst, or every new listener would start out lagging",
+                field("queue")
+            ));
+        }
+        if let Some(q) = queue
+            && q.bytes(bytes_per_sec) > 64 * 1024 * 1024
+        {
+            errors.push(format!("{}: at most 64 MiB of history", field("queue")));
+        }
+        if self.max_listeners == 0 {
+            errors.push(format!(
+                "{} = 0: must be at least 1",
+                field("max_listeners")
+            ));
+        }
+        if !(256..=65_535).contains(&self.icy_metaint) {
+            errors.push(format!(
+                "{} = {}: expected 256..=65535 (Icecast's default is 16000)",
+                field("icy_metaint"),
+                self.icy_metaint
+            ));
+        }
+        match (burst, queue) {
+            (Some(burst), Some(queue)) if errors.len() == before => Some(MountConfig {
+                path: self.path,
+                codec,
+                bitrate_kbps: self.bitrate,
+                burst,
+                queue,
+                max_listeners: self.max_listeners,
+                icy_metaint: self.icy_metaint,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Parses "90s", "1500ms", "2m", "1h" or a bare number of seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| "expected a duration such as \"2s\", \"500ms\" or \"1m\"".to_string())?;
+    let scale = match unit.trim() {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs > 7.0 * 86_400.0 {
+        return Err("out of range".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_amount(raw: &RawAmount) -> Result<Amount, String> {
+    match raw {
+        RawAmount::Bytes(n) => Ok(Amount::Bytes(*n as usize)),
+        RawAmount::Text(t) if !t.is_empty() && t.trim().bytes().all(|b| b.is_ascii_digit()) => t
+            .trim()
+            .parse::<usize>()
+            .map(Amount::Bytes)
+            .map_err(|e| e.to_string()),
+        RawAmount::Text(t) => parse_duration(t).map(Amount::Duration),
+    }
+}

@@ -1,0 +1,48 @@
+//! Encoders: station PCM in, whole compressed frames out, one encoder per mount. Adding a codec means
+//! one file here and one arm in [`for_mount`].
+
+mod mp3;
+pub mod mp3_frame;
+
+use bytes::Bytes;
+
+use crate::config::{Audio, Codec, MountConfig};
+
+pub use mp3::Mp3Encoder;
+
+/// Why an encoder failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The encoder could not be set up with these parameters: fatal at start.
+    #[error("cannot set up the {codec} encoder: {reason}")]
+    Setup { codec: &'static str, reason: String },
+    /// The encoder rejected input mid-stream.
+    #[error("{codec} encoder failed: {reason}")]
+    Failed { codec: &'static str, reason: String },
+}
+
+/// One output format. Implementations are synchronous and run on the pipeline thread.
+pub trait Encoder: Send {
+    /// MIME type of the stream.
+    fn content_type(&self) -> &'static str;
+    /// Bytes a listener needs before any frame (Ogg/Opus header pages); empty for MP3 and ADTS.
+    fn stream_header(&self) -> Bytes;
+    /// Consumes interleaved f32 PCM at the station rate and appends complete frames to `out`.
+    fn encode(&mut self, pcm: &[f32], out: &mut Vec<Bytes>) -> Result<(), EncodeError>;
+    /// Pushes out what the encoder still buffers (at shutdown).
+    fn flush(&mut self, out: &mut Vec<Bytes>) -> Result<(), EncodeError>;
+}
+
+/// Builds the encoder a mount asks for.
+pub fn for_mount(mount: &MountConfig, audio: Audio) -> Result<Box<dyn Encoder>, EncodeError> {
+    match mount.codec {
+        Codec::Mp3 => Ok(Box::new(Mp3Encoder::new(audio, mount.bitrate_kbps)?)),
+    }
+}
+
+/// MIME type a codec's stream is served with, known before any encoder exists.
+pub fn content_type(codec: Codec) -> &'static str {
+    match codec {
+        Codec::Mp3 => "audio/mpeg",
+    }
+}

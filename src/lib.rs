@@ -1,0 +1,28 @@
+//! onair: one process, one web radio. The AutoDJ, the encoder and the Icecast-compatible server in
+//! one binary.
+//!
+//! ```text
+//!  catalog (local folder) ──list, fetch──▶ scheduler (order, prefetch, probe)
+//!        ──mpsc(1) LoadedTrack──▶ pipeline thread: decode → convert → every encoder → pace
+//!        ──▶ one FrameRing per mount ──Cursor──▶ listener streams (hyper, ICY metadata)
+//!  + /status-json.xsl, /healthz, /readyz, /metrics
+//! ```
+//!
+//! [`run`] is the whole radio: `main.rs` calls it with a socket and a shutdown signal, and so do
+//! the integration tests.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod audio;
+pub mod catalog;
+pub mod config;
+pub mod encode;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
+pub mod ring;
+pub mod scheduler;
+pub mod station;
+
+pub use app::{Options, run, run_with};
+pub use config::Config;

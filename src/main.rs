@@ -1,0 +1,117 @@
+//! The `onair` command: reads the config, sets up logging and signals, and runs the radio.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "onair",
+    version,
+    about = "One-process web radio: AutoDJ, encoder and Icecast-compatible server"
+)]
+struct Args {
+    /// Config file (TOML).
+    #[arg(long, env = "ONAIR_CONFIG", value_name = "FILE")]
+    config: PathBuf,
+    /// Overrides `server.listen`, e.g. 127.0.0.1:8000.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// Validates the config, prints every error and exits (2 when invalid).
+    #[arg(long)]
+    check_config: bool,
+    /// Log line format on stdout.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Exit code for an invalid configuration, as `--check-config` documents.
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut config = match onair::config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("onair: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    if args.check_config {
+        println!("{}: configuration OK", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    init_logging(args.log_format);
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "onair stopped with an error");
+            eprintln!("onair: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
+
+fn serve(config: onair::Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("onair-io")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listen = config.server.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        onair::run(config, listener, shutdown_signal()).await
+    })
+}
+
+/// Completes on SIGTERM (what Kubernetes and `podman stop` send) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!(signal = "SIGTERM", "signal received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "signal received"),
+    }
+}

@@ -1,0 +1,224 @@
+//! Every Prometheus metric name in one place. One [`Metrics`] is created per `run()` with its own
+//! registry (no globals), so tests can run several radios in one process.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Why a listener's stream ended (label `reason` of `onair_listener_disconnects_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disconnect {
+    /// The client closed the connection.
+    Client,
+    /// It fell further behind than the mount's queue.
+    Lagged,
+    /// Refused because the mount was at `max_listeners`.
+    Full,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl Disconnect {
+    pub fn label(self) -> &'static str {
+        match self {
+            Disconnect::Client => "client",
+            Disconnect::Lagged => "lagged",
+            Disconnect::Full => "full",
+            Disconnect::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Handles to every metric of one radio.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub listeners: IntGaugeVec,
+    pub listener_connections: IntCounterVec,
+    pub listener_disconnects: IntCounterVec,
+    pub sent_bytes: IntCounterVec,
+    pub time_to_first_byte: HistogramVec,
+    pub tracks_played: IntCounter,
+    pub tracks_skipped: IntCounterVec,
+    pub decode_errors: IntCounter,
+    pub encoded_seconds: prometheus::CounterVec,
+    pub silence_seconds: prometheus::Counter,
+    pub library_tracks: IntGauge,
+    pub storage_fetch_duration: Histogram,
+    pub storage_errors: IntCounterVec,
+    pub start_time: prometheus::Gauge,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Only fails on an invalid name or a duplicate registration: a bug in this file, caught by the
+    // unit test below on every build.
+    r.unwrap_or_else(|e| panic!("metric definition: {e}"))
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let r = &registry;
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = must($m);
+                must(r.register(Box::new(m.clone())));
+                m
+            }};
+        }
+        let secs_buckets = vec![
+            0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ];
+        let m = Metrics {
+            listeners: reg!(IntGaugeVec::new(
+                Opts::new("onair_listeners", "Listeners connected now"),
+                &["mount"]
+            )),
+            listener_connections: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_listener_connections_total",
+                    "Listener streams started"
+                ),
+                &["mount"]
+            )),
+            listener_disconnects: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_listener_disconnects_total",
+                    "Listener streams ended or refused, by reason (client, lagged, full, shutdown)"
+                ),
+                &["mount", "reason"]
+            )),
+            sent_bytes: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_sent_bytes_total",
+                    "Stream bytes handed to listener sockets"
+                ),
+                &["mount"]
+            )),
+            time_to_first_byte: reg!(HistogramVec::new(
+                HistogramOpts::new(
+                    "onair_time_to_first_byte_seconds",
+                    "From request parsed to first audio byte handed to the socket"
+                )
+                .buckets(secs_buckets.clone()),
+                &["mount"]
+            )),
+            tracks_played: reg!(IntCounter::new(
+                "onair_tracks_played_total",
+                "Tracks that started playing"
+            )),
+            tracks_skipped: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_tracks_skipped_total",
+                    "Tracks skipped instead of played, by reason"
+                ),
+                &["reason"]
+            )),
+            decode_errors: reg!(IntCounter::new(
+                "onair_decode_errors_total",
+                "Damaged packets skipped while decoding"
+            )),
+            encoded_seconds: reg!(prometheus::CounterVec::new(
+                Opts::new(
+                    "onair_encoder_audio_seconds_total",
+                    "Seconds of audio encoded per mount; its rate is 1.0 when the pipeline keeps real time"
+                ),
+                &["mount", "codec"]
+            )),
+            silence_seconds: reg!(prometheus::Counter::new(
+                "onair_silence_seconds_total",
+                "Seconds of filler silence sent because no track was ready"
+            )),
+            library_tracks: reg!(IntGauge::new(
+                "onair_library_tracks",
+                "Tracks found in the library at the last scan"
+            )),
+            storage_fetch_duration: reg!(Histogram::with_opts(
+                HistogramOpts::new(
+                    "onair_storage_fetch_duration_seconds",
+                    "Time to fetch one whole track from the library"
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+                ])
+            )),
+            storage_errors: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_storage_errors_total",
+                    "Failed library operations, by kind"
+                ),
+                &["kind"]
+            )),
+            start_time: reg!(prometheus::Gauge::new(
+                "onair_start_time_seconds",
+                "Unix time the radio started"
+            )),
+            registry,
+        };
+        #[cfg(target_os = "linux")]
+        must(m.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )));
+        if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            m.start_time.set(d.as_secs_f64());
+        }
+        m
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail on I/O; a failure would be an invalid metric family.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Creates the per-mount series at zero so dashboards see them before the first listener.
+    pub fn init_mount(&self, mount: &str, codec: &str) {
+        self.listeners.with_label_values(&[mount]).set(0);
+        self.listener_connections.with_label_values(&[mount]);
+        self.sent_bytes.with_label_values(&[mount]);
+        self.encoded_seconds.with_label_values(&[mount, codec]);
+        for r in [
+            Disconnect::Client,
+            Disconnect::Lagged,
+            Disconnect::Full,
+            Disconnect::Shutdown,
+        ] {
+            self.listener_disconnects
+                .with_label_values(&[mount, r.label()]);
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_registers_and_renders() {
+        let m = Metrics::new();
+        m.init_mount("/radio.mp3", "mp3");
+        m.tracks_skipped.with_label_values(&["corrupt"]).inc();
+        let text = m.render();
+        for name in [
+            "onair_listeners{mount=\"/radio.mp3\"} 0",
+            "onair_tracks_skipped_total{reason=\"corrupt\"} 1",
+            "onair_listener_disconnects_total{mount=\"/radio.mp3\",reason=\"lagged\"} 0",
+            "process_resident_memory_bytes",
+        ] {
+            assert!(text.contains(name), "missing {name}");
+        }
+        // A second radio in the same process has its own registry.
+        Metrics::new();
+    }
+}

@@ -1,0 +1,245 @@
+//! Pure AutoDJ ordering rules, free of I/O so they can be tested exhaustively: shuffle (every track
+//! once per round, never the same track twice in a row, even across rounds) and sequential (by key).
+//! The library may change between any two picks; tracks that failed to decode are kept out until
+//! their content changes.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use crate::catalog::TrackRef;
+use crate::config::Order;
+
+/// The rotation state.
+pub struct Policy {
+    order: Order,
+    library: Vec<TrackRef>,
+    /// Shuffle: tracks still to play in this round, in play order.
+    round: VecDeque<Arc<str>>,
+    last: Option<Arc<str>>,
+    /// Keys whose current version could not be played, with that version.
+    bad: HashMap<Arc<str>, Arc<str>>,
+    rng: fastrand::Rng,
+}
+
+impl Policy {
+    pub fn new(order: Order) -> Policy {
+        Policy::with_rng(order, fastrand::Rng::new())
+    }
+
+    /// A policy with a seeded random source, for reproducible tests.
+    pub fn with_rng(order: Order, rng: fastrand::Rng) -> Policy {
+        Policy {
+            order,
+            library: Vec::new(),
+            round: VecDeque::new(),
+            last: None,
+            bad: HashMap::new(),
+            rng,
+        }
+    }
+
+    /// Replaces the library (sorted by key). New tracks join the current round at random places;
+    /// removed ones leave it; a bad track whose version changed gets another chance.
+    pub fn set_library(&mut self, mut tracks: Vec<TrackRef>) {
+        tracks.sort();
+        tracks.dedup_by(|a, b| a.key == b.key);
+        let versions: HashMap<&Arc<str>, &Arc<str>> =
+            tracks.iter().map(|t| (&t.key, &t.version)).collect();
+        self.bad
+            .retain(|key, version| versions.get(key).is_some_and(|v| *v == version));
+        let old: HashSet<Arc<str>> = self.library.iter().map(|t| Arc::clone(&t.key)).collect();
+        self.round.retain(|k| versions.contains_key(k));
+        if !self.round.is_empty() {
+            for t in &tracks {
+                if !old.contains(&t.key) {
+                    let at = self.rng.usize(..=self.round.len());
+                    self.round.insert(at, Arc::clone(&t.key));
+                }
+            }
+        }
+        self.library = tracks;
+    }
+
+    /// Tracks in the library, playable or not.
+    pub fn library_len(&self) -> usize {
+        self.library.len()
+    }
+
+    /// Tracks that may be scheduled now.
+    pub fn playable_len(&self) -> usize {
+        self.library.iter().filter(|t| !self.is_bad(t)).count()
+    }
+
+    /// Keeps this version of a track out of rotation (it failed to decode or is gone).
+    pub fn mark_bad(&mut self, track: &TrackRef) {
+        self.bad
+            .insert(Arc::clone(&track.key), Arc::clone(&track.version));
+    }
+
+    fn is_bad(&self, t: &TrackRef) -> bool {
+        self.bad.get(&t.key).is_some_and(|v| *v == t.version)
+    }
+
+    fn find(&self, key: &str) -> Option<&TrackRef> {
+        self.library
+            .binary_search_by(|t| (*t.key).cmp(key))
+            .ok()
+            .map(|i| &self.library[i])
+    }
+
+    /// The next track to play, or `None` when nothing is playable.
+    pub fn pick(&mut self) -> Option<TrackRef> {
+        let pick = match self.order {
+            Order::Sequential => self.next_sequential(),
+            Order::Shuffle => self.next_shuffled(),
+        }?;
+        self.last = Some(Arc::clone(&pick.key));
+        Some(pick)
+    }
+
+    fn next_sequential(&self) -> Option<TrackRef> {
+        let start = match &self.last {
+            Some(last) => self.library.partition_point(|t| *t.key <= **last),
+            None => 0,
+        };
+        let n = self.library.len();
+        (0..n)
+            .map(|i| &self.library[(start + i) % n])
+            .find(|t| !self.is_bad(t))
+            .cloned()
+    }
+
+    fn next_shuffled(&mut self) -> Option<TrackRef> {
+        for _ in 0..2 {
+            while let Some(key) = self.round.pop_front() {
+                if let Some(t) = self.find(&key)
+                    && !self.is_bad(t)
+                {
+                    return Some(t.clone());
+                }
+            }
+            self.new_round();
+        }
+        None
+    }
+
+    fn new_round(&mut self) {
+        let mut keys: Vec<Arc<str>> = self
+            .library
+            .iter()
+            .filter(|t| !self.is_bad(t))
+            .map(|t| Arc::clone(&t.key))
+            .collect();
+        self.rng.shuffle(&mut keys);
+        // The last track of a round must not open the next one.
+        if keys.len() > 1 && keys.first() == self.last.as_ref() {
+            let swap_with = 1 + self.rng.usize(..keys.len() - 1);
+            keys.swap(0, swap_with);
+        }
+        self.round = keys.into();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lib(keys: &[&str]) -> Vec<TrackRef> {
+        keys.iter()
+            .map(|k| TrackRef {
+                key: Arc::from(*k),
+                version: Arc::from("1"),
+            })
+            .collect()
+    }
+
+    fn take(p: &mut Policy, n: usize) -> Vec<String> {
+        (0..n).map(|_| p.pick().unwrap().key.to_string()).collect()
+    }
+
+    #[test]
+    fn sequential_goes_by_key_and_wraps() {
+        let mut p = Policy::new(Order::Sequential);
+        p.set_library(lib(&["c", "a", "b"]));
+        assert_eq!(take(&mut p, 5), ["a", "b", "c", "a", "b"]);
+        // A track added before the current position waits for the wrap.
+        p.set_library(lib(&["a", "aa", "b", "c", "d"]));
+        assert_eq!(take(&mut p, 4), ["c", "d", "a", "aa"]);
+    }
+
+    #[test]
+    fn shuffle_plays_every_track_once_per_round_and_never_twice_in_a_row() {
+        for seed in 0..200 {
+            let mut p = Policy::with_rng(Order::Shuffle, fastrand::Rng::with_seed(seed));
+            let keys = ["a", "b", "c", "d", "e"];
+            p.set_library(lib(&keys));
+            let played = take(&mut p, 50);
+            for round in played.chunks(5) {
+                let mut r = round.to_vec();
+                r.sort();
+                assert_eq!(r, keys, "seed {seed}: a round is a permutation");
+            }
+            for w in played.windows(2) {
+                assert_ne!(w[0], w[1], "seed {seed}: repeat in {played:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn two_tracks_alternate_and_one_track_repeats() {
+        let mut p = Policy::with_rng(Order::Shuffle, fastrand::Rng::with_seed(7));
+        p.set_library(lib(&["a", "b"]));
+        let played = take(&mut p, 10);
+        assert!(played.windows(2).all(|w| w[0] != w[1]), "{played:?}");
+        p.set_library(lib(&["solo"]));
+        assert_eq!(take(&mut p, 3), ["solo", "solo", "solo"]);
+    }
+
+    #[test]
+    fn library_changes_apply_mid_round() {
+        let mut p = Policy::with_rng(Order::Shuffle, fastrand::Rng::with_seed(1));
+        p.set_library(lib(&["a", "b", "c", "d"]));
+        let first = take(&mut p, 1);
+        let mut rest: Vec<&str> = ["a", "b", "c", "d"]
+            .into_iter()
+            .filter(|k| *k != first[0])
+            .collect();
+        let removed = rest.remove(0);
+        let mut now: Vec<&str> = ["a", "b", "c", "d", "new"]
+            .into_iter()
+            .filter(|k| *k != removed)
+            .collect();
+        p.set_library(lib(&now));
+        let mut got = take(&mut p, 3);
+        got.sort();
+        now.retain(|k| *k != first[0]);
+        assert_eq!(
+            got, now,
+            "the round finishes with the new track and without the removed one"
+        );
+    }
+
+    #[test]
+    fn bad_tracks_stay_out_until_their_version_changes() {
+        let mut p = Policy::new(Order::Sequential);
+        p.set_library(lib(&["a", "b"]));
+        let a = p.pick().unwrap();
+        p.mark_bad(&a);
+        assert_eq!(take(&mut p, 3), ["b", "b", "b"]);
+        assert_eq!(p.playable_len(), 1);
+        let mut fixed = lib(&["a", "b"]);
+        fixed[0].version = Arc::from("2");
+        p.set_library(fixed);
+        assert_eq!(take(&mut p, 2), ["a", "b"]);
+    }
+
+    #[test]
+    fn nothing_playable_gives_none() {
+        let mut p = Policy::new(Order::Shuffle);
+        assert!(p.pick().is_none());
+        p.set_library(lib(&["x"]));
+        let x = p.pick().unwrap();
+        p.mark_bad(&x);
+        assert!(p.pick().is_none());
+    }
+}

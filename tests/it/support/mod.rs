@@ -1,0 +1,225 @@
+//! Test harness: runs onair in-process on 127.0.0.1:0 and talks to it over real sockets.
+
+pub mod decode;
+pub mod icy;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use onair::audio::clock::Clock;
+use onair::config::{Config, Secrets};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The shared media corpus, as shipped in the repo.
+pub fn media_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/media")
+}
+
+/// One row of `manifest.tsv`.
+#[derive(Debug, Clone)]
+pub struct ManifestEntry {
+    pub file: String,
+    pub status: String,
+    pub seconds: f64,
+    pub title: String,
+    pub artist: String,
+}
+
+impl ManifestEntry {
+    /// What listeners should see as the stream title.
+    pub fn display_title(&self) -> String {
+        match (self.artist.is_empty(), self.title.is_empty()) {
+            (false, false) => format!("{} - {}", self.artist, self.title),
+            (true, false) => self.title.clone(),
+            _ => self
+                .file
+                .rsplit_once('.')
+                .map_or(self.file.clone(), |(s, _)| s.to_string()),
+        }
+    }
+}
+
+pub fn manifest() -> Vec<ManifestEntry> {
+    let text = std::fs::read_to_string(media_dir().join("manifest.tsv")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            ManifestEntry {
+                file: c[0].into(),
+                status: c[1].into(),
+                seconds: c[5].parse().unwrap_or(0.0),
+                title: c.get(6).copied().unwrap_or("").trim_end().into(),
+                artist: c.get(7).copied().unwrap_or("").trim_end().into(),
+            }
+        })
+        .collect()
+}
+
+/// A folder with copies of some corpus files.
+pub fn library_with(files: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in files {
+        std::fs::copy(media_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    dir
+}
+
+/// A config text for a library folder, with extra TOML appended (mounts etc.).
+pub fn config_for(library: &Path, extra: &str) -> Config {
+    let text = format!(
+        r#"
+[station]
+name = "Test Radio"
+description = "Tests"
+genre = "Testing"
+url = "https://test.example"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace = "1s"
+[library]
+kind = "local"
+path = "{}"
+rescan = "1s"
+{extra}
+"#,
+        library.display()
+    );
+    let text = if extra.contains("[[mount]]") {
+        text
+    } else {
+        format!("{text}\n[[mount]]\npath = \"/radio.mp3\"\n")
+    };
+    onair::config::parse(&text, Secrets::default()).unwrap_or_else(|e| panic!("{e:?}\n{text}"))
+}
+
+/// onair running in this process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> TestServer {
+        TestServer::start_with(config, Clock::Realtime).await
+    }
+
+    pub async fn start_with(config: Config, clock: Clock) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(onair::run_with(
+            config,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            onair::Options { clock },
+        ));
+        TestServer { addr, stop, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Takes the same shutdown path as SIGTERM and waits for it to finish.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task).await??
+    }
+
+    /// Waits until `/readyz` says ready.
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server never became ready");
+    }
+}
+
+/// A listener connection read as a player would: raw HTTP over a socket.
+pub struct RawStream {
+    pub status_line: String,
+    pub headers: Vec<(String, String)>,
+    reader: BufReader<TcpStream>,
+}
+
+impl RawStream {
+    /// Sends a GET with extra header lines (each ending in "\r\n") and reads the response head.
+    pub async fn get(addr: SocketAddr, path: &str, extra: &str) -> RawStream {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: onair-tests/1.0\r\n{extra}\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut reader = BufReader::new(s);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).await.unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).await.unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (k, v) = line.split_once(':').unwrap();
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+        RawStream {
+            status_line: status_line.trim_end().to_string(),
+            headers,
+            reader,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Reads exactly `n` body bytes (or fewer if the stream ends), within `limit`.
+    pub async fn read(&mut self, n: usize, limit: Duration) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        let mut got = 0;
+        let _ = tokio::time::timeout(limit, async {
+            while got < n {
+                match self.reader.read(&mut buf[got..]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => got += k,
+                }
+            }
+        })
+        .await;
+        buf.truncate(got);
+        buf
+    }
+
+    /// Reads until the server closes the stream; None if it is still open after `limit`.
+    pub async fn read_to_end(&mut self, limit: Duration) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        tokio::time::timeout(limit, self.reader.read_to_end(&mut out))
+            .await
+            .ok()
+            .map(|_| out)
+    }
+}

@@ -1,0 +1,305 @@
+//! Status, health, readiness and metrics endpoints, and the command line.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{RawStream, TestServer, config_for, library_with};
+
+const SOURCE_KEYS: [&str; 15] = [
+    "audio_info",
+    "bitrate",
+    "channels",
+    "genre",
+    "listener_peak",
+    "listeners",
+    "listenurl",
+    "samplerate",
+    "server_description",
+    "server_name",
+    "server_type",
+    "server_url",
+    "stream_start",
+    "stream_start_iso8601",
+    "title",
+];
+
+#[tokio::test]
+async fn status_json_has_icecast_shape_and_counts_listeners() {
+    let lib = library_with(&["01-cbr128.mp3"]);
+    let server = TestServer::start(config_for(lib.path(), "")).await;
+    server.wait_ready().await;
+    let mut l = RawStream::get(server.addr, "/radio.mp3", "").await;
+    l.read(100, Duration::from_secs(5)).await;
+
+    let text = reqwest::get(server.url("/status-json.xsl"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let stats = v["icestats"].as_object().unwrap();
+    let keys: Vec<&str> = stats.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "admin",
+            "host",
+            "location",
+            "server_id",
+            "server_start",
+            "server_start_iso8601",
+            "source"
+        ]
+    );
+    let src = stats["source"]
+        .as_object()
+        .expect("one mount: source is an object");
+    let keys: Vec<&str> = src.keys().map(String::as_str).collect();
+    assert_eq!(keys, SOURCE_KEYS);
+    // Keys appear in the text in this order too (alphabetical, as Icecast's).
+    let positions: Vec<usize> = SOURCE_KEYS
+        .iter()
+        .map(|k| text.find(&format!("\"{k}\"")).unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(src["listeners"], 1);
+    assert_eq!(src["listener_peak"], 1);
+    assert_eq!(src["bitrate"], 128);
+    assert_eq!(src["samplerate"], 44100);
+    assert_eq!(src["server_type"], "audio/mpeg");
+    assert_eq!(src["server_name"], "Test Radio");
+    assert_eq!(src["title"], "The Testers - Morning Drive");
+    assert_eq!(
+        src["listenurl"],
+        format!("http://{}/radio.mp3", server.addr)
+    );
+    assert!(
+        src["stream_start_iso8601"]
+            .as_str()
+            .unwrap()
+            .ends_with("+0000")
+    );
+    drop(l);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn several_mounts_give_a_source_array() {
+    let lib = library_with(&["01-cbr128.mp3"]);
+    let server = TestServer::start(config_for(
+        lib.path(),
+        "[[mount]]\npath = \"/a.mp3\"\n[[mount]]\npath = \"/b.mp3\"\nbitrate = 64\n",
+    ))
+    .await;
+    let v: serde_json::Value = reqwest::get(server.url("/status-json.xsl"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sources = v["icestats"]["source"].as_array().unwrap();
+    assert_eq!(sources.len(), 2);
+    assert_eq!(sources[1]["bitrate"], 64);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let lib = library_with(&["01-cbr128.mp3"]);
+    let server = TestServer::start(config_for(lib.path(), "")).await;
+    server.wait_ready().await;
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let mut l = RawStream::get(server.addr, "/radio.mp3", "").await;
+    l.read(32_000, Duration::from_secs(5)).await;
+    let m = reqwest::get(server.url("/metrics")).await.unwrap();
+    assert!(
+        m.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let m = m.text().await.unwrap();
+    for needle in [
+        "onair_listeners{mount=\"/radio.mp3\"} 1",
+        "onair_listener_connections_total{mount=\"/radio.mp3\"} 1",
+        "onair_tracks_played_total 1",
+        "onair_library_tracks 1",
+        "onair_time_to_first_byte_seconds_count{mount=\"/radio.mp3\"} 1",
+        "onair_encoder_audio_seconds_total{codec=\"mp3\",mount=\"/radio.mp3\"}",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ] {
+        assert!(m.contains(needle), "missing {needle:?}");
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_empty_library_keeps_listeners_on_silence_and_says_why() {
+    let lib = tempfile::tempdir().unwrap();
+    std::fs::write(lib.path().join("notes.txt"), "not audio").unwrap();
+    let server = TestServer::start(config_for(lib.path(), "")).await;
+    let mut l = RawStream::get(server.addr, "/radio.mp3", "").await;
+    assert!(l.status_line.ends_with("200 OK"));
+    // Silence streams in real time.
+    let got = l.read(32_000, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 32_000);
+    let d = crate::support::decode::decode(got);
+    assert!(d.rms(0, d.frames as usize) < 1e-4, "filler is silence");
+
+    let r = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let why = r.text().await.unwrap();
+    assert!(why.contains("library is empty"), "{why}");
+
+    // A track dropped into the folder is picked up by the rescan and played.
+    std::fs::copy(
+        crate::support::media_dir().join("01-cbr128.mp3"),
+        lib.path().join("01-cbr128.mp3"),
+    )
+    .unwrap();
+    server.wait_ready().await;
+    let now: serde_json::Value = reqwest::get(server.url("/status-json.xsl"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        now["icestats"]["source"]["title"],
+        "The Testers - Morning Drive"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_ends_listener_streams_promptly() {
+    let lib = library_with(&["01-cbr128.mp3"]);
+    let server = TestServer::start(config_for(lib.path(), "")).await;
+    server.wait_ready().await;
+    let mut a = RawStream::get(server.addr, "/radio.mp3", "").await;
+    let mut b = RawStream::get(server.addr, "/radio.mp3", "Icy-MetaData: 1\r\n").await;
+    a.read(1000, Duration::from_secs(5)).await;
+    let t = Instant::now();
+    let addr = server.addr;
+    let stopping = tokio::spawn(server.shutdown());
+    let (ea, eb) = tokio::join!(
+        a.read_to_end(Duration::from_secs(2)),
+        b.read_to_end(Duration::from_secs(2))
+    );
+    assert!(
+        ea.is_some() && eb.is_some(),
+        "streams end when the server stops"
+    );
+    stopping.await.unwrap().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer listening"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn check_config_lists_every_error_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisten = \"here\"\n[audio]\nchannels = 7\n[[mount]]\npath = \"nope\"\nbitrate = 129\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_onair"))
+        .args(["--check-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in [
+        "server.listen",
+        "audio.channels",
+        "mount[0].path",
+        "mount[0].bitrate",
+    ] {
+        assert!(err.contains(field), "{field} missing from:\n{err}");
+    }
+
+    let good = Command::new(env!("CARGO_BIN_EXE_onair"))
+        .args(["--check-config", "--config"])
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/radio.toml"))
+        .output()
+        .unwrap();
+    assert!(good.status.success());
+}
+
+#[test]
+fn the_binary_logs_json_and_exits_0_on_sigterm() {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onair"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("ONAIR_CONFIG", "config/radio.toml")
+        .env("RUST_LOG", "info")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(50));
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+    }
+    assert!(up, "onair did not start listening");
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "exit took {:?}",
+        t.elapsed()
+    );
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["message"] == "radio on air"));
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["timestamp"].is_string())
+    );
+}
