@@ -146,14 +146,7 @@ fn stream_headers(resp: &mut Response<Body>, station: &Station, mount: &Mount, i
         HeaderValue::from_static("Mon, 26 Jul 1997 05:00:00 GMT"),
     );
     h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static(CORS_ALLOW_HEADERS),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(CORS_EXPOSE_HEADERS),
-    );
+    cors_headers(h);
     for (name, value) in [
         ("icy-name", s.name.as_str()),
         ("icy-description", s.description.as_str()),
@@ -230,14 +223,7 @@ fn preflight() -> Response<Body> {
         header::ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static("GET, HEAD, OPTIONS"),
     );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static(CORS_ALLOW_HEADERS),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(CORS_EXPOSE_HEADERS),
-    );
+    cors_headers(h);
     h.insert(
         header::ACCESS_CONTROL_MAX_AGE,
         HeaderValue::from_static("86400"),
@@ -247,6 +233,18 @@ fn preflight() -> Response<Body> {
         HeaderValue::from_static("GET, HEAD, OPTIONS"),
     );
     resp
+}
+
+/// What a web player may send and what its scripts may read of a stream response.
+fn cors_headers(h: &mut http::HeaderMap) {
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(CORS_ALLOW_HEADERS),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(CORS_EXPOSE_HEADERS),
+    );
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {
@@ -290,6 +288,7 @@ fn ready(station: &Station) -> Response<Body> {
 fn index(station: &Station) -> Response<Body> {
     let name = status::escape_html(&station.config.station.name);
     let description = status::escape_html(&station.config.station.description);
+    let title = status::escape_html(station.now_playing.borrow().title.text());
     let mut players = String::new();
     for m in &station.mounts {
         let path = status::escape_html(&m.config.path);
@@ -298,10 +297,15 @@ fn index(station: &Station) -> Response<Body> {
             m.config.bitrate_kbps
         ));
     }
+    // The title refreshes from the status JSON every few seconds; no external assets.
     let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{name}</title></head><body><h1>{name}</h1><p>{description}</p>{players}\
-         <p><a href=\"/status-json.xsl\">status</a></p></body></html>\n"
+         <title>{name}</title></head><body><h1>{name}</h1><p>{description}</p>\
+         <p>Now playing: <strong id=\"title\">{title}</strong></p>{players}\
+         <p><a href=\"/status-json.xsl\">status</a></p>\
+         <script>setInterval(async()=>{{try{{const r=await fetch('/status-json.xsl');const s=(await r.json()).icestats.source;\
+         document.getElementById('title').textContent=(Array.isArray(s)?s[0]:s).title;}}catch(e){{}}}},5000);</script>\
+         </body></html>\n"
     );
     text(StatusCode::OK, "text/html; charset=utf-8", page)
 }

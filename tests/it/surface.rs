@@ -303,3 +303,26 @@ fn the_binary_logs_json_and_exits_0_on_sigterm() {
             .all(|l| l["level"].is_string() && l["timestamp"].is_string())
     );
 }
+
+#[tokio::test]
+async fn index_page_names_the_station_and_offers_a_player_per_mount() {
+    let lib = library_with(&["01-cbr128.mp3"]);
+    let server = TestServer::start(config_for(
+        lib.path(),
+        "[[mount]]\npath = \"/a.mp3\"\n[[mount]]\npath = \"/b.mp3\"\nbitrate = 64\n",
+    ))
+    .await;
+    server.wait_ready().await;
+    let r = reqwest::get(server.url("/")).await.unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = r.text().await.unwrap();
+    assert!(page.contains("<h1>Test Radio</h1>"));
+    assert!(page.contains("src=\"/a.mp3\"") && page.contains("src=\"/b.mp3\""));
+    assert!(page.contains("The Testers - Morning Drive"));
+    server.shutdown().await.unwrap();
+}
