@@ -49,7 +49,9 @@ pub async fn run_with(
     options: Options,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let station = Station::new(Arc::clone(&config), Metrics::new());
+    let access_log = crate::http::access_log::AccessLog::open(config.server.access_log.as_deref())
+        .with_context(|| format!("opening the access log {:?}", config.server.access_log))?;
+    let station = Station::new(Arc::clone(&config), Metrics::new(), access_log);
     let catalog = crate::catalog::from_config(&config.library);
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();

@@ -17,6 +17,8 @@ pub enum Disconnect {
     Full,
     /// The server is shutting down.
     Shutdown,
+    /// Disconnected by an operator (`/admin/killclient`).
+    Admin,
 }
 
 impl Disconnect {
@@ -26,6 +28,7 @@ impl Disconnect {
             Disconnect::Lagged => "lagged",
             Disconnect::Full => "full",
             Disconnect::Shutdown => "shutdown",
+            Disconnect::Admin => "admin",
         }
     }
 }
@@ -85,7 +88,7 @@ impl Metrics {
             listener_disconnects: reg!(IntCounterVec::new(
                 Opts::new(
                     "onair_listener_disconnects_total",
-                    "Listener streams ended or refused, by reason (client, lagged, full, shutdown)"
+                    "Listener streams ended or refused, by reason (client, lagged, full, shutdown, admin)"
                 ),
                 &["mount", "reason"]
             )),
@@ -187,6 +190,7 @@ impl Metrics {
             Disconnect::Lagged,
             Disconnect::Full,
             Disconnect::Shutdown,
+            Disconnect::Admin,
         ] {
             self.listener_disconnects
                 .with_label_values(&[mount, r.label()]);

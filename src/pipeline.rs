@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc::{self, error::TryRecvError};
@@ -21,7 +21,7 @@ use crate::encode::{self, EncodeError, Encoder};
 use crate::http::icy::StreamTitle;
 use crate::ring::Frame;
 use crate::scheduler::LoadedTrack;
-use crate::station::{Mount, NowPlaying, Station};
+use crate::station::{Mount, Station};
 
 /// Audio produced per step. 100 ms keeps listener wake-ups to ten a second while the burst and
 /// title changes stay precise enough.
@@ -181,6 +181,7 @@ impl Worker {
     fn fill_block(&mut self, block_len: usize) -> bool {
         self.block.clear();
         self.segments.clear();
+        self.operator_commands();
         while self.block.len() < block_len {
             if self.playing.is_none() {
                 match self.next_track() {
@@ -212,6 +213,7 @@ impl Worker {
             }
         }
         if self.block.len() < block_len {
+            self.station.end_track();
             let missing = block_len - self.block.len();
             self.block.resize(block_len, 0.0);
             let title = Arc::clone(&self.idle_title);
@@ -222,6 +224,28 @@ impl Worker {
                 .inc_by(missing as f64 / (self.rate as f64 * self.channels as f64));
         }
         true
+    }
+
+    /// Applies `/admin/next` and `/admin/metadata` between two blocks.
+    fn operator_commands(&mut self) {
+        if self.station.take_skip()
+            && let Some(p) = &self.playing
+        {
+            tracing::info!(track = %p.key, "skipping to the next track at the operator's request");
+            self.end_track();
+        }
+        if let Some(text) = self.station.take_title_override() {
+            let title = StreamTitle::new(&text);
+            tracing::info!(title = %text, "title set by the operator");
+            match self.playing.as_mut() {
+                Some(p) => p.title = Arc::clone(&title),
+                // Holds over filler silence too, until a track starts.
+                None => self.idle_title = Arc::clone(&title),
+            }
+            self.station
+                .now_playing
+                .send_modify(|now| now.title = title);
+        }
     }
 
     /// The next prepared track, if one is ready. Unpaced (tests), the pipeline outruns the
@@ -243,19 +267,14 @@ impl Worker {
     }
 
     fn start(&mut self, track: LoadedTrack) {
-        match TrackDecoder::open(track.bytes) {
+        match TrackDecoder::open(track.bytes.clone()) {
             Ok((decoder, _)) => {
                 let title = StreamTitle::new(&track.display);
                 tracing::info!(track = %track.track.key, title = %track.display, codec = %track.tags.codec, "now playing");
                 self.station.metrics.tracks_played.inc();
-                self.station.now_playing.send_replace(NowPlaying {
-                    title: Arc::clone(&title),
-                    key: Arc::clone(&track.track.key),
-                    artist: track.tags.artist.clone(),
-                    track_title: track.tags.title.clone(),
-                    started: SystemTime::now(),
-                    duration: track.tags.duration,
-                });
+                self.station.begin_track(Arc::clone(&title), track.info());
+                // An operator's title holds until a track starts; silence after it shows nothing.
+                self.idle_title = StreamTitle::new("");
                 self.playing = Some(Playing {
                     decoder,
                     converter: None,

@@ -1,19 +1,43 @@
 //! The live state of the radio that the pipeline, the scheduler and the HTTP side share: each mount's
 //! ring and listener counts, what is playing, the library's condition, and readiness.
 
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MountConfig};
+use crate::http::access_log::AccessLog;
 use crate::http::icy::StreamTitle;
 use crate::metrics::Metrics;
 use crate::ring::FrameRing;
 
 /// A mount with no new audio for this long makes the radio not ready.
 pub const READY_WINDOW: Duration = Duration::from_secs(2);
+/// Tracks kept in the played history.
+pub const HISTORY_LEN: usize = 20;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data is plain state updated in single statements; a panic elsewhere while
+    // holding the lock cannot leave it half-written, so recovering it is safe.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One connected listener, as `/admin/listclients` shows it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub user_agent: String,
+    pub connected: Instant,
+    /// Raised by `/admin/killclient`; the stream ends at its next wake-up (at most one publish,
+    /// 100 ms, later).
+    pub kicked: Arc<AtomicBool>,
+}
 
 /// One output stream and its audience.
 pub struct Mount {
@@ -25,9 +49,26 @@ pub struct Mount {
     /// Milliseconds since the station's start at the last publish; 0 = never.
     last_publish_ms: AtomicU64,
     pub started: SystemTime,
+    clients: Mutex<BTreeMap<u64, Client>>,
 }
 
 impl Mount {
+    /// Listeners connected now, oldest first.
+    pub fn clients(&self) -> Vec<Client> {
+        lock(&self.clients).values().cloned().collect()
+    }
+
+    /// Asks a listener's stream to end; false when there is no such listener.
+    pub fn kick(&self, id: u64) -> bool {
+        match lock(&self.clients).get(&id) {
+            Some(c) => {
+                c.kicked.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Current listener count.
     pub fn listeners(&self) -> usize {
         self.listeners.load(Ordering::Relaxed)
@@ -39,7 +80,7 @@ impl Mount {
     }
 
     /// Takes a listener slot, or `None` when the mount is full. The slot is given back on drop.
-    pub fn admit(self: &Arc<Self>) -> Option<ListenerSlot> {
+    pub fn admit(self: &Arc<Self>, client: Client) -> Option<ListenerSlot> {
         let max = self.config.max_listeners;
         let prev = self
             .listeners
@@ -48,46 +89,65 @@ impl Mount {
             })
             .ok()?;
         self.peak.fetch_max(prev + 1, Ordering::Relaxed);
+        let id = client.id;
+        lock(&self.clients).insert(id, client);
         Some(ListenerSlot {
             mount: Arc::clone(self),
+            id,
         })
     }
 }
 
-/// A counted listener; dropping it frees the place.
+/// A counted, registered listener; dropping it frees the place.
 pub struct ListenerSlot {
     mount: Arc<Mount>,
+    id: u64,
 }
 
 impl Drop for ListenerSlot {
     fn drop(&mut self) {
+        lock(&self.mount.clients).remove(&self.id);
         self.mount.listeners.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// The track on air.
-#[derive(Debug, Clone)]
-pub struct NowPlaying {
-    /// Shared title with its prebuilt ICY block.
-    pub title: Arc<StreamTitle>,
-    /// Library key; empty while nothing plays.
-    pub key: Arc<str>,
+/// A track as the now-playing API describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackInfo {
+    /// `Artist - Title` (or the file name).
+    pub title: String,
     pub artist: Option<String>,
     pub track_title: Option<String>,
-    pub started: SystemTime,
+    pub key: Arc<str>,
     pub duration: Option<Duration>,
 }
 
+/// A track that has played.
+#[derive(Debug, Clone)]
+pub struct Played {
+    pub track: TrackInfo,
+    pub started: SystemTime,
+}
+
+/// What is on air.
+#[derive(Debug, Clone)]
+pub struct NowPlaying {
+    /// The title listeners see (the track's, or one set by an operator), with its ICY block.
+    pub title: Arc<StreamTitle>,
+    /// The track playing; `None` while the radio plays filler silence.
+    pub track: Option<TrackInfo>,
+    pub started: SystemTime,
+    pub started_at: Instant,
+}
+
 impl NowPlaying {
-    /// The state before the first track (and between tracks when the library is empty).
+    /// The state before the first track (and whenever the library has nothing to play).
     pub fn nothing() -> NowPlaying {
         NowPlaying {
             title: StreamTitle::new(""),
-            key: Arc::from(""),
-            artist: None,
-            track_title: None,
+            track: None,
             started: SystemTime::now(),
-            duration: None,
+            started_at: Instant::now(),
         }
     }
 }
@@ -117,10 +177,20 @@ pub struct Station {
     draining: AtomicBool,
     pub started: SystemTime,
     start: Instant,
+    /// Fires when the radio starts shutting down; long-lived responses (event streams) end on it.
+    pub stopping: CancellationToken,
+    history: Mutex<VecDeque<Played>>,
+    up_next: Mutex<Option<TrackInfo>>,
+    /// Operator commands for the pipeline thread, taken at its next block.
+    skip_requested: AtomicBool,
+    title_override: Mutex<Option<String>>,
+    next_client_id: AtomicU64,
+    /// One line per finished listener.
+    pub access_log: AccessLog,
 }
 
 impl Station {
-    pub fn new(config: Arc<Config>, metrics: Metrics) -> Arc<Station> {
+    pub fn new(config: Arc<Config>, metrics: Metrics, access_log: AccessLog) -> Arc<Station> {
         let started = SystemTime::now();
         let mounts = config
             .mounts
@@ -135,6 +205,7 @@ impl Station {
                     peak: AtomicUsize::new(0),
                     last_publish_ms: AtomicU64::new(0),
                     started,
+                    clients: Mutex::new(BTreeMap::new()),
                 })
             })
             .collect();
@@ -148,7 +219,94 @@ impl Station {
             draining: AtomicBool::new(false),
             started,
             start: Instant::now(),
+            stopping: CancellationToken::new(),
+            history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
+            up_next: Mutex::new(None),
+            skip_requested: AtomicBool::new(false),
+            title_override: Mutex::new(None),
+            next_client_id: AtomicU64::new(1),
+            access_log,
         })
+    }
+
+    /// A fresh listener id, unique for the life of the process.
+    pub fn client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Listeners on every mount.
+    pub fn total_listeners(&self) -> usize {
+        self.mounts.iter().map(|m| m.listeners()).sum()
+    }
+
+    /// Called by the pipeline when a track goes on air: the previous one moves to the history.
+    pub fn begin_track(&self, title: Arc<StreamTitle>, track: TrackInfo) {
+        {
+            let mut next = lock(&self.up_next);
+            if next.as_ref().is_some_and(|n| n.key == track.key) {
+                *next = None;
+            }
+        }
+        let previous = self.now_playing.send_replace(NowPlaying {
+            title,
+            track: Some(track),
+            started: SystemTime::now(),
+            started_at: Instant::now(),
+        });
+        if let Some(track) = previous.track {
+            self.push_history(track, previous.started);
+        }
+    }
+
+    /// Called by the pipeline when filler silence follows a track: nothing is on air any more.
+    pub fn end_track(&self) {
+        if self.now_playing.borrow().track.is_none() {
+            return;
+        }
+        let previous = self.now_playing.send_replace(NowPlaying::nothing());
+        if let Some(track) = previous.track {
+            self.push_history(track, previous.started);
+        }
+    }
+
+    fn push_history(&self, track: TrackInfo, started: SystemTime) {
+        let mut h = lock(&self.history);
+        if h.len() == HISTORY_LEN {
+            h.pop_back();
+        }
+        h.push_front(Played { track, started });
+    }
+
+    /// Tracks played before the current one, most recent first.
+    pub fn history(&self) -> Vec<Played> {
+        lock(&self.history).iter().cloned().collect()
+    }
+
+    /// Set by the scheduler when it hands the pipeline the next track.
+    pub fn set_up_next(&self, track: Option<TrackInfo>) {
+        *lock(&self.up_next) = track;
+    }
+
+    pub fn up_next(&self) -> Option<TrackInfo> {
+        lock(&self.up_next).clone()
+    }
+
+    /// `/admin/next`: the pipeline ends the current track at its next block.
+    pub fn request_skip(&self) {
+        self.skip_requested.store(true, Ordering::Relaxed);
+    }
+
+    pub fn take_skip(&self) -> bool {
+        self.skip_requested.swap(false, Ordering::Relaxed)
+    }
+
+    /// `/admin/metadata`: the title listeners see until the next track starts.
+    pub fn override_title(&self, title: String) {
+        *lock(&self.title_override) = Some(title);
+    }
+
+    pub fn take_title_override(&self) -> Option<String> {
+        lock(&self.title_override).take()
     }
 
     /// The mount serving `path`.
@@ -181,9 +339,11 @@ impl Station {
             .clone()
     }
 
-    /// `/healthz` turns 503 from here on, so load balancers stop sending listeners.
+    /// `/healthz` turns 503 from here on, so load balancers stop sending listeners, and
+    /// long-lived responses other than listener streams (event streams) end.
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+        self.stopping.cancel();
     }
 
     pub fn is_draining(&self) -> bool {

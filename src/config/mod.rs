@@ -48,6 +48,9 @@ pub struct Server {
     pub source_password: Option<String>,
     /// How long listeners get to drain after SIGTERM before their sockets are dropped.
     pub shutdown_grace: Duration,
+    /// File that gets one Icecast combined-format line per finished listener; without it the
+    /// line goes to the log on stdout.
+    pub access_log: Option<PathBuf>,
 }
 
 /// `[library]`

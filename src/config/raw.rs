@@ -73,6 +73,7 @@ struct RawServer {
     listen: String,
     admin_user: String,
     shutdown_grace: String,
+    access_log: Option<String>,
 }
 
 impl Default for RawServer {
@@ -81,6 +82,7 @@ impl Default for RawServer {
             listen: "0.0.0.0:8000".into(),
             admin_user: "admin".into(),
             shutdown_grace: "1500ms".into(),
+            access_log: None,
         }
     }
 }
@@ -224,6 +226,17 @@ impl RawConfig {
             })
             .unwrap_or(Duration::from_millis(1500));
 
+        if self.server.admin_user.is_empty() || self.server.admin_user.contains(':') {
+            errors.push(format!(
+                "server.admin_user = {:?}: must be non-empty and contain no ':'",
+                self.server.admin_user
+            ));
+        }
+        if self.server.access_log.as_deref() == Some("") {
+            errors.push(
+                "server.access_log: give a file path, or leave it out to log to stdout".into(),
+            );
+        }
         let library = self.library.validate(&mut errors);
 
         let order = match self.playlist.order.as_str() {
@@ -279,6 +292,7 @@ impl RawConfig {
                     admin_password: secrets.admin_password,
                     source_password: secrets.source_password,
                     shutdown_grace,
+                    access_log: self.server.access_log.map(PathBuf::from),
                 },
                 library,
                 playlist: Playlist { order },

@@ -12,15 +12,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
 use super::Conn;
+use super::access_log::AccessEntry;
 use super::icy::IcyInterleaver;
-use crate::metrics::{Disconnect, Metrics};
+use crate::metrics::Disconnect;
 use crate::ring::{Cursor, Frame, Next};
-use crate::station::{ListenerSlot, Mount};
+use crate::station::{Client, ListenerSlot, Mount, Station};
 
 /// Frames taken from the ring per wake-up: a few seconds of audio at most, so one listener far
 /// behind cannot hog a worker.
@@ -28,6 +29,15 @@ const MAX_FRAMES_PER_POLL: usize = 128;
 /// Sent bytes are added to the shared counter in steps, not per write, to keep the hot path free of
 /// contended atomics.
 const COUNT_STEP: u64 = 64 * 1024;
+
+/// What the request said about the listener, for the admin pages and the access log.
+pub struct ListenerRequest {
+    pub request_line: String,
+    pub user_agent: String,
+    pub referer: String,
+    pub icy: bool,
+    pub connected: Instant,
+}
 
 /// The body of one listener's response.
 pub struct ListenerStream {
@@ -38,12 +48,13 @@ pub struct ListenerStream {
     /// Scratch for the ICY interleaver.
     split: Vec<Bytes>,
     mount: Arc<Mount>,
-    metrics: Metrics,
+    station: Arc<Station>,
     _slot: ListenerSlot,
     peer: SocketAddr,
     stalled: Arc<AtomicBool>,
-    user_agent: String,
-    connected: Instant,
+    kicked: Arc<AtomicBool>,
+    request: ListenerRequest,
+    connected_at: SystemTime,
     first_byte: bool,
     sent: u64,
     uncounted: u64,
@@ -51,42 +62,52 @@ pub struct ListenerStream {
 }
 
 impl ListenerStream {
-    pub fn new(
-        mount: Arc<Mount>,
-        slot: ListenerSlot,
-        metrics: Metrics,
-        icy: bool,
+    /// Admits a listener to `mount`, or `None` when the mount is full.
+    pub fn admit(
+        mount: &Arc<Mount>,
+        station: &Arc<Station>,
         conn: &Conn,
-        user_agent: String,
-        connected: Instant,
-    ) -> ListenerStream {
+        request: ListenerRequest,
+    ) -> Option<ListenerStream> {
+        let kicked = Arc::new(AtomicBool::new(false));
+        let slot = mount.admit(Client {
+            id: station.client_id(),
+            addr: conn.peer,
+            user_agent: request.user_agent.clone(),
+            connected: request.connected,
+            kicked: Arc::clone(&kicked),
+        })?;
         let burst = mount.config.burst.bytes(mount.config.bytes_per_sec());
         let cursor = mount.ring.cursor(burst);
         let path = mount.config.path.as_str();
+        let metrics = &station.metrics;
         metrics.listeners.with_label_values(&[path]).inc();
         metrics
             .listener_connections
             .with_label_values(&[path])
             .inc();
-        tracing::info!(mount = %path, listener = %conn.peer, user_agent = %user_agent, "listener connected");
-        ListenerStream {
+        tracing::info!(mount = %path, listener = %conn.peer, user_agent = %request.user_agent, "listener connected");
+        Some(ListenerStream {
             cursor,
-            icy: icy.then(|| IcyInterleaver::new(mount.config.icy_metaint)),
+            icy: request
+                .icy
+                .then(|| IcyInterleaver::new(mount.config.icy_metaint)),
             batch: Vec::with_capacity(MAX_FRAMES_PER_POLL),
             chunks: VecDeque::new(),
             split: Vec::new(),
-            mount,
-            metrics,
+            mount: Arc::clone(mount),
+            station: Arc::clone(station),
             _slot: slot,
             peer: conn.peer,
             stalled: Arc::clone(&conn.stalled),
-            user_agent,
-            connected,
+            kicked,
+            request,
+            connected_at: SystemTime::now(),
             first_byte: false,
             sent: 0,
             uncounted: 0,
             end: None,
-        }
+        })
     }
 
     /// Next chunk for hyper to write, or `None` when the stream is over.
@@ -98,6 +119,11 @@ impl ListenerStream {
             }
             if self.end.is_some() {
                 return Poll::Ready(None);
+            }
+            if self.kicked.load(Ordering::Relaxed) {
+                tracing::info!(mount = %self.mount.config.path, listener = %self.peer, "listener disconnected by an operator");
+                self.end = Some(Disconnect::Admin);
+                continue;
             }
             match self
                 .cursor
@@ -127,10 +153,11 @@ impl ListenerStream {
     fn account(&mut self, n: u64) {
         if !self.first_byte {
             self.first_byte = true;
-            self.metrics
+            self.station
+                .metrics
                 .time_to_first_byte
                 .with_label_values(&[&self.mount.config.path])
-                .observe(self.connected.elapsed().as_secs_f64());
+                .observe(self.request.connected.elapsed().as_secs_f64());
         }
         self.sent += n;
         self.uncounted += n;
@@ -140,7 +167,8 @@ impl ListenerStream {
     }
 
     fn flush_count(&mut self) {
-        self.metrics
+        self.station
+            .metrics
             .sent_bytes
             .with_label_values(&[&self.mount.config.path])
             .inc_by(self.uncounted);
@@ -159,19 +187,31 @@ impl Drop for ListenerStream {
         } else {
             Disconnect::Client
         });
-        self.metrics.listeners.with_label_values(&[path]).dec();
-        self.metrics
+        let metrics = &self.station.metrics;
+        metrics.listeners.with_label_values(&[path]).dec();
+        metrics
             .listener_disconnects
             .with_label_values(&[path, reason.label()])
             .inc();
+        let duration = self.request.connected.elapsed();
         tracing::info!(
             mount = %path,
             listener = %self.peer,
-            user_agent = %self.user_agent,
+            user_agent = %self.request.user_agent,
             reason = reason.label(),
-            seconds = self.connected.elapsed().as_secs(),
+            seconds = duration.as_secs(),
             bytes = self.sent,
             "listener disconnected"
         );
+        self.station.access_log.record(&AccessEntry {
+            ip: self.peer.ip(),
+            request_line: &self.request.request_line,
+            status: 200,
+            bytes: self.sent,
+            referer: &self.request.referer,
+            user_agent: &self.request.user_agent,
+            connected_at: self.connected_at,
+            duration,
+        });
     }
 }

@@ -2,6 +2,9 @@
 //! shared by every route. Listener streams end by themselves when their ring closes; other
 //! connections are asked to finish their current request on shutdown.
 
+pub mod access_log;
+mod admin;
+mod api;
 pub mod icy;
 mod listener;
 mod routes;
@@ -46,6 +49,8 @@ pub struct Conn {
 pub enum Body {
     Full(Option<Bytes>),
     Stream(Box<ListenerStream>),
+    /// Server-sent events, fed by a task.
+    Events(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 impl Body {
@@ -83,6 +88,7 @@ impl hyper::body::Body for Body {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Stream(s) => s.poll_next(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+            Body::Events(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -95,7 +101,7 @@ impl hyper::body::Body for Body {
             Body::Full(b) => {
                 hyper::body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
             }
-            Body::Stream(_) => hyper::body::SizeHint::default(),
+            Body::Stream(_) | Body::Events(_) => hyper::body::SizeHint::default(),
         }
     }
 }

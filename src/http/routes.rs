@@ -7,9 +7,9 @@ use std::time::Instant;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
-use super::listener::ListenerStream;
+use super::listener::{ListenerRequest, ListenerStream};
 use super::status;
-use super::{Body, Conn};
+use super::{Body, Conn, admin, api};
 use crate::ring::Next;
 use crate::station::{Mount, Station};
 
@@ -41,6 +41,23 @@ pub fn handle(
             (&Method::GET | &Method::HEAD, "/status-json.xsl") => {
                 json(status::icestats(station, host(&req)))
             }
+            (&Method::GET, p) if p.starts_with("/admin/") => {
+                admin::handle(&req, station, &host(&req))
+            }
+            (&Method::GET | &Method::HEAD, "/api/nowplaying") => {
+                let mut r = json(api::nowplaying(station, &host(&req)));
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                r
+            }
+            (&Method::GET, "/api/events") => event_stream(station, host(&req)),
+            (&Method::GET | &Method::HEAD, p) if playlist_target(station, p).is_some() => {
+                let (mount, kind) = playlist_target(station, p).unwrap_or_default();
+                match api::playlist(station, mount, kind, &host(&req)) {
+                    Some((content_type, body)) => text(StatusCode::OK, content_type, body),
+                    None => not_found(),
+                }
+            }
             (&Method::GET | &Method::HEAD, "/healthz") => health(station),
             (&Method::GET | &Method::HEAD, "/readyz") => ready(station),
             (&Method::GET | &Method::HEAD, "/metrics") => text(
@@ -49,11 +66,7 @@ pub fn handle(
                 station.metrics.render(),
             ),
             (&Method::GET | &Method::HEAD, "/") => index(station),
-            (&Method::GET | &Method::HEAD, _) => text(
-                StatusCode::NOT_FOUND,
-                "text/plain; charset=utf-8",
-                "not found\n".into(),
-            ),
+            (&Method::GET | &Method::HEAD, _) => not_found(),
             _ => method_not_allowed("GET, HEAD, OPTIONS"),
         }
     };
@@ -93,7 +106,27 @@ fn mount_response(
     if let Some(len) = probe {
         return probe_response(resp, mount, len);
     }
-    let Some(slot) = mount.admit() else {
+    let header = |name: header::HeaderName| {
+        req.headers()
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default()
+    };
+    let request = ListenerRequest {
+        request_line: format!(
+            "{} {} {:?}",
+            req.method(),
+            req.uri()
+                .path_and_query()
+                .map_or(req.uri().path(), |p| p.as_str()),
+            req.version()
+        ),
+        user_agent: header(header::USER_AGENT),
+        referer: header(header::REFERER),
+        icy: wants_icy,
+        connected: started,
+    };
+    let Some(stream) = ListenerStream::admit(mount, station, conn, request) else {
         station
             .metrics
             .listener_disconnects
@@ -109,20 +142,6 @@ fn mount_response(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
         return full;
     };
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_default();
-    let stream = ListenerStream::new(
-        Arc::clone(mount),
-        slot,
-        station.metrics.clone(),
-        wants_icy,
-        conn,
-        user_agent,
-        started,
-    );
     *resp.body_mut() = Body::Stream(Box::new(stream));
     resp
 }
@@ -213,6 +232,37 @@ fn probe_response(mut resp: Response<Body>, mount: &Arc<Mount>, len: u64) -> Res
         .insert(header::CONTENT_LENGTH, HeaderValue::from(data.len()));
     *resp.body_mut() = Body::from(bytes::Bytes::from(data));
     resp
+}
+
+/// `/radio.mp3.m3u` → (`/radio.mp3`, `m3u`) when the mount exists.
+fn playlist_target<'a>(station: &Station, path: &'a str) -> Option<(&'a str, &'a str)> {
+    let (mount, ext) = path.rsplit_once('.')?;
+    (matches!(ext, "m3u" | "pls" | "xspf") && station.mount(mount).is_some())
+        .then_some((mount, ext))
+}
+
+fn event_stream(station: &Arc<Station>, host: String) -> Response<Body> {
+    let mut resp = Response::new(Body::Events(api::events(station, host)));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx-style proxies not to buffer the stream.
+    h.insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    resp
+}
+
+fn not_found() -> Response<Body> {
+    text(
+        StatusCode::NOT_FOUND,
+        "text/plain; charset=utf-8",
+        "not found\n".into(),
+    )
 }
 
 fn preflight() -> Response<Body> {

@@ -61,6 +61,10 @@ pub fn icestats(station: &Station, host: String) -> Value {
     })
 }
 
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
 /// Civil date and time (UTC) from a `SystemTime`.
 fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, usize) {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
@@ -83,9 +87,6 @@ fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, usize) {
 /// "Fri, 27 Nov 2026 14:33:00 +0000", as Icecast writes dates.
 pub fn rfc822(t: SystemTime) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let (y, m, d, hh, mm, ss, wd) = civil(t);
     format!(
         "{}, {d:02} {} {y} {hh:02}:{mm:02}:{ss:02} +0000",
@@ -94,10 +95,25 @@ pub fn rfc822(t: SystemTime) -> String {
     )
 }
 
+/// "27/Nov/2026:14:33:00 +0000", the date in a combined-format access log line.
+pub fn clf_date(t: SystemTime) -> String {
+    let (y, m, d, hh, mm, ss, _) = civil(t);
+    format!(
+        "{d:02}/{}/{y}:{hh:02}:{mm:02}:{ss:02} +0000",
+        MONTHS[(m - 1) as usize]
+    )
+}
+
 /// "2026-11-27T14:33:00+0000"
 pub fn iso8601(t: SystemTime) -> String {
     let (y, m, d, hh, mm, ss, _) = civil(t);
     format!("{y}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}+0000")
+}
+
+/// "2026-11-27T14:33:00Z", what browsers' `Date` parses everywhere.
+pub fn iso8601_utc(t: SystemTime) -> String {
+    let (y, m, d, hh, mm, ss, _) = civil(t);
+    format!("{y}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audio::decode::{self, TrackTags};
 use crate::catalog::{Catalog, CatalogError, TrackRef};
-use crate::station::{LibraryState, Station};
+use crate::station::{LibraryState, Station, TrackInfo};
 use policy::Policy;
 
 /// A track ready to decode: its bytes are in memory and it probed as audio.
@@ -26,6 +26,19 @@ pub struct LoadedTrack {
     pub tags: TrackTags,
     /// `Artist - Title`, as listeners see it.
     pub display: String,
+}
+
+impl LoadedTrack {
+    /// The track as the now-playing API describes it.
+    pub fn info(&self) -> TrackInfo {
+        TrackInfo {
+            title: self.display.clone(),
+            artist: self.tags.artist.clone(),
+            track_title: self.tags.title.clone(),
+            key: Arc::clone(&self.track.key),
+            duration: self.tags.duration,
+        }
+    }
 }
 
 /// How long to wait before listing again when nothing is playable or storage fails.
@@ -75,7 +88,11 @@ impl<C: Catalog> Scheduler<C> {
                 let scan_due = self.scan_due();
                 tokio::select! {
                     permit = tx.reserve() => match permit {
-                        Ok(p) => { p.send(loaded); break; }
+                        Ok(p) => {
+                            self.station.set_up_next(Some(loaded.info()));
+                            p.send(loaded);
+                            break;
+                        }
                         Err(_) => return, // pipeline gone: shutting down
                     },
                     _ = sleep_until_opt(scan_due) => self.scan().await,

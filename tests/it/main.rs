@@ -1,6 +1,8 @@
 //! One integration test binary: onair runs in-process on 127.0.0.1:0 and is read over real sockets
 //! by a real HTTP client, by raw ICY-aware readers and by real players.
 
+mod admin;
+mod api;
 mod corpus;
 mod listen;
 mod metadata;

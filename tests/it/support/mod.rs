@@ -70,8 +70,27 @@ pub fn library_with(files: &[&str]) -> tempfile::TempDir {
     dir
 }
 
+/// The admin password the admin tests configure.
+pub const ADMIN_PASSWORD: &str = "hackme-0123";
+
+/// [`config_for`] with `ONAIR_ADMIN_PASSWORD` set.
+pub fn admin_config_for(library: &Path, extra: &str) -> Config {
+    config_text(
+        library,
+        extra,
+        Secrets {
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            source_password: None,
+        },
+    )
+}
+
 /// A config text for a library folder, with extra TOML appended (mounts etc.).
 pub fn config_for(library: &Path, extra: &str) -> Config {
+    config_text(library, extra, Secrets::default())
+}
+
+fn config_text(library: &Path, extra: &str, secrets: Secrets) -> Config {
     let text = format!(
         r#"
 [station]
@@ -95,7 +114,7 @@ rescan = "1s"
     } else {
         format!("{text}\n[[mount]]\npath = \"/radio.mp3\"\n")
     };
-    onair::config::parse(&text, Secrets::default()).unwrap_or_else(|e| panic!("{e:?}\n{text}"))
+    onair::config::parse(&text, secrets).unwrap_or_else(|e| panic!("{e:?}\n{text}"))
 }
 
 /// onair running in this process.
@@ -161,11 +180,13 @@ impl RawStream {
     /// Sends a GET with extra header lines (each ending in "\r\n") and reads the response head.
     pub async fn get(addr: SocketAddr, path: &str, extra: &str) -> RawStream {
         let mut s = TcpStream::connect(addr).await.unwrap();
+        let agent = if extra.to_ascii_lowercase().contains("user-agent:") {
+            ""
+        } else {
+            "User-Agent: onair-tests/1.0\r\n"
+        };
         s.write_all(
-            format!(
-                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: onair-tests/1.0\r\n{extra}\r\n"
-            )
-            .as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{agent}{extra}\r\n").as_bytes(),
         )
         .await
         .unwrap();
