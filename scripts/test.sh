@@ -6,14 +6,20 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Real players the tests drive: ffprobe/ffmpeg and mpg123.
-packages=(ffmpeg mpg123)
+# Real clients the tests drive: ffprobe/ffmpeg, mpg123, and Chromium for the listener page.
+packages=(ffmpeg mpg123 chromium)
+# Node.js drives the browser test; a machine that already has it (e.g. from NodeSource) keeps it.
+command -v npm >/dev/null || packages+=(nodejs npm)
 echo "==> installing test dependencies: ${packages[*]}" >&2
 if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}" >/tmp/onair-apt.log 2>&1; then
     as_root apt-get update -q >>/tmp/onair-apt.log 2>&1
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}" >>/tmp/onair-apt.log 2>&1 \
         || { cat /tmp/onair-apt.log >&2; exit 1; }
 fi
+
+# playwright-core drives Debian's Chromium; it never downloads a browser of its own.
+echo "==> npm ci (tests/browser)" >&2
+npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error >&2
 
 # Build outside the clone so repeated runs (and CI on the same machine) reuse compiled crates.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/onair/target}

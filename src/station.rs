@@ -247,15 +247,22 @@ impl Station {
                 *next = None;
             }
         }
-        let previous = self.now_playing.send_replace(NowPlaying {
-            title,
-            track: Some(track),
-            started: SystemTime::now(),
-            started_at: Instant::now(),
+        // The history is updated before watchers are notified, so an event built on the change
+        // already shows the previous track among the played ones.
+        self.now_playing.send_modify(|now| {
+            let previous = std::mem::replace(
+                now,
+                NowPlaying {
+                    title,
+                    track: Some(track),
+                    started: SystemTime::now(),
+                    started_at: Instant::now(),
+                },
+            );
+            if let Some(track) = previous.track {
+                self.push_history(track, previous.started);
+            }
         });
-        if let Some(track) = previous.track {
-            self.push_history(track, previous.started);
-        }
     }
 
     /// Called by the pipeline when filler silence follows a track: nothing is on air any more.
@@ -263,10 +270,12 @@ impl Station {
         if self.now_playing.borrow().track.is_none() {
             return;
         }
-        let previous = self.now_playing.send_replace(NowPlaying::nothing());
-        if let Some(track) = previous.track {
-            self.push_history(track, previous.started);
-        }
+        self.now_playing.send_modify(|now| {
+            let previous = std::mem::replace(now, NowPlaying::nothing());
+            if let Some(track) = previous.track {
+                self.push_history(track, previous.started);
+            }
+        });
     }
 
     fn push_history(&self, track: TrackInfo, started: SystemTime) {

@@ -237,6 +237,12 @@ impl RawConfig {
                 "server.access_log: give a file path, or leave it out to log to stdout".into(),
             );
         }
+        let url = &self.station.url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            errors.push(format!(
+                "station.url = {url:?}: must start with http:// or https:// (or be empty)"
+            ));
+        }
         let library = self.library.validate(&mut errors);
 
         let order = match self.playlist.order.as_str() {

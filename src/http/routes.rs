@@ -335,28 +335,21 @@ fn ready(station: &Station) -> Response<Body> {
     }
 }
 
+/// The listener page, embedded in the binary: no files to deploy, no external assets.
+const PAGE: &str = include_str!("page.html");
+
 fn index(station: &Station) -> Response<Body> {
-    let name = status::escape_html(&station.config.station.name);
-    let description = status::escape_html(&station.config.station.description);
-    let title = status::escape_html(station.now_playing.borrow().title.text());
-    let mut players = String::new();
-    for m in &station.mounts {
-        let path = status::escape_html(&m.config.path);
-        players.push_str(&format!(
-            "<section><h2>{path} · {} kbps</h2><audio controls preload=\"none\" src=\"{path}\"></audio></section>\n",
-            m.config.bitrate_kbps
-        ));
-    }
-    // The title refreshes from the status JSON every few seconds; no external assets.
-    let page = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{name}</title></head><body><h1>{name}</h1><p>{description}</p>\
-         <p>Now playing: <strong id=\"title\">{title}</strong></p>{players}\
-         <p><a href=\"/status-json.xsl\">status</a></p>\
-         <script>setInterval(async()=>{{try{{const r=await fetch('/status-json.xsl');const s=(await r.json()).icestats.source;\
-         document.getElementById('title').textContent=(Array.isArray(s)?s[0]:s).title;}}catch(e){{}}}},5000);</script>\
-         </body></html>\n"
-    );
+    let s = &station.config.station;
+    let e = status::escape_html;
+    let page = PAGE
+        .replace("{{STATION_NAME}}", &e(&s.name))
+        .replace("{{STATION_DESCRIPTION}}", &e(&s.description))
+        .replace("{{STATION_GENRE}}", &e(&s.genre))
+        .replace("{{STATION_URL}}", &e(&s.url))
+        .replace(
+            "{{NOW_TITLE}}",
+            &e(station.now_playing.borrow().title.text()),
+        );
     text(StatusCode::OK, "text/html; charset=utf-8", page)
 }
 

@@ -68,6 +68,7 @@ async function nowplaying() {
 const apiTitle = (np) => np?.now_playing?.title ?? '';
 const text = (selector) =>
   page.$eval(selector, (e) => e.textContent.trim()).catch(() => null);
+const shown = (t) => (t === null ? 'no such element' : `it shows ${JSON.stringify(t)}`);
 
 /**
  * Poll fn() every `every` ms until its first value is truthy (then return that value)
@@ -121,7 +122,7 @@ async function run() {
   // 2. Station name.
   await until(10_000, `#station-name shows "${stationName}"`, async () => {
     const t = await text('#station-name');
-    return [t === stationName, `it shows ${JSON.stringify(t)}`];
+    return [t === stationName, shown(t)];
   });
   ok(`#station-name is "${stationName}"`);
 
@@ -162,7 +163,7 @@ async function run() {
   // 5. Live listener count.
   await until(10_000, '#listeners shows at least 1 listener while playing', async () => {
     const t = await text('#listeners');
-    return [/^\d+$/.test(t || '') && Number(t) >= 1, `it shows ${JSON.stringify(t)}`];
+    return [/^\d+$/.test(t || '') && Number(t) >= 1, shown(t)];
   });
   ok(`#listeners is ${await text('#listeners')}`);
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod api;
+mod browser;
 mod corpus;
 mod listen;
 mod metadata;
