@@ -73,7 +73,7 @@ pub async fn run_with(
     tracing::info!(
         %addr,
         station = %config.station.name,
-        mounts = ?config.mounts.iter().map(|m| m.path.as_str()).collect::<Vec<_>>(),
+        mounts = %config.mounts.iter().map(|m| m.path.as_str()).collect::<Vec<_>>().join(" "),
         "radio on air"
     );
     let server = tokio::spawn(crate::http::serve(

@@ -26,9 +26,9 @@ use crate::station::{Client, ListenerSlot, Mount, Station};
 /// Frames taken from the ring per wake-up: a few seconds of audio at most, so one listener far
 /// behind cannot hog a worker.
 const MAX_FRAMES_PER_POLL: usize = 128;
-/// Sent bytes are added to the shared counter in steps, not per write, to keep the hot path free of
+/// Sent bytes are added to the shared counter in steps (about a second of audio), not per write, to keep the hot path free of
 /// contended atomics.
-const COUNT_STEP: u64 = 64 * 1024;
+const COUNT_STEP: u64 = 16 * 1024;
 
 /// What the request said about the listener, for the admin pages and the access log.
 pub struct ListenerRequest {
