@@ -58,7 +58,6 @@ LABEL org.opencontainers.image.title="onair" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="MIT OR Apache-2.0"
 
-
 USER 10001:10001
 EXPOSE 8000
 # onair stops on SIGTERM: /readyz turns 503, listeners are closed, exit 0 within ~2 s.

@@ -31,3 +31,10 @@ echo "==> cargo clippy" >&2
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> cargo test" >&2
 cargo test --locked -- --test-threads="${ONAIR_TEST_THREADS:-4}"
+
+# The container and Kubernetes side: Dockerfile lint, manifests, metrics and alert rules (this
+# builds the release binary), then the image built with podman and smoke-run.
+echo "==> deploy checks" >&2
+bash scripts/check-deploy.sh
+echo "==> container smoke test" >&2
+bash scripts/container-smoke.sh

@@ -51,7 +51,13 @@ pub struct Metrics {
     pub storage_fetch_duration: Histogram,
     pub storage_errors: IntCounterVec,
     pub start_time: prometheus::Gauge,
+    pub ready: IntGauge,
 }
+
+/// Skip reasons, created at zero so that `increase()` sees the first one.
+pub const SKIP_REASONS: [&str; 5] = ["corrupt", "unsupported", "empty", "not_audio", "missing"];
+/// Kinds of storage errors, created at zero for the same reason.
+pub const STORAGE_ERROR_KINDS: [&str; 2] = ["list", "fetch"];
 
 fn must<T>(r: prometheus::Result<T>) -> T {
     // Only fails on an invalid name or a duplicate registration: a bug in this file, caught by the
@@ -157,8 +163,24 @@ impl Metrics {
                 "onair_start_time_seconds",
                 "Unix time the radio started"
             )),
+            ready: reg!(IntGauge::new(
+                "onair_ready",
+                "1 when every mount plays music (what /readyz answers 200 for), else 0"
+            )),
             registry,
         };
+        let build = must(IntGaugeVec::new(
+            Opts::new("onair_build_info", "Version of the running onair"),
+            &["version"],
+        ));
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        must(m.registry.register(Box::new(build)));
+        for reason in SKIP_REASONS {
+            m.tracks_skipped.with_label_values(&[reason]);
+        }
+        for kind in STORAGE_ERROR_KINDS {
+            m.storage_errors.with_label_values(&[kind]);
+        }
         #[cfg(target_os = "linux")]
         must(m.registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

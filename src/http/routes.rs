@@ -60,11 +60,17 @@ pub fn handle(
             }
             (&Method::GET | &Method::HEAD, "/healthz") => health(station),
             (&Method::GET | &Method::HEAD, "/readyz") => ready(station),
-            (&Method::GET | &Method::HEAD, "/metrics") => text(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                station.metrics.render(),
-            ),
+            (&Method::GET | &Method::HEAD, "/metrics") => {
+                station
+                    .metrics
+                    .ready
+                    .set(i64::from(station.readiness().is_ok()));
+                text(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    station.metrics.render(),
+                )
+            }
             (&Method::GET | &Method::HEAD, "/") => index(station),
             (&Method::GET | &Method::HEAD, _) => not_found(),
             _ => method_not_allowed("GET, HEAD, OPTIONS"),
