@@ -92,7 +92,9 @@ impl ListenerStream {
             icy: request
                 .icy
                 .then(|| IcyInterleaver::new(mount.config.icy_metaint)),
-            batch: Vec::with_capacity(MAX_FRAMES_PER_POLL),
+            // Grows to what one wake-up brings (a few frames), not to the per-poll maximum:
+            // this is per-listener memory.
+            batch: Vec::new(),
             chunks: VecDeque::new(),
             split: Vec::new(),
             mount: Arc::clone(mount),
