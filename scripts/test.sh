@@ -29,6 +29,20 @@ echo "==> cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "==> cargo clippy" >&2
 cargo clippy --all-targets --locked -- -D warnings
+# The load generator (its own small package) and the benches compile; the long loads do not run.
+echo "==> benches compile" >&2
+cargo fmt --manifest-path benches/loadgen/Cargo.toml -- --check
+cargo clippy --locked --manifest-path benches/loadgen/Cargo.toml -- -D warnings
+bash -n benches/compare-icecast.sh
+cargo bench --locked --no-run
+
+# A real Ceph RADOS Gateway (S3) on 127.0.0.1 for the storage tests; stopped when this script ends.
+echo "==> starting Ceph RGW" >&2
+ceph_env=$(bash scripts/ceph.sh start)
+eval "$ceph_env"
+trap 'bash scripts/ceph.sh stop >&2 || true' EXIT
+export ONAIR_REQUIRE_S3=1
+
 echo "==> cargo test" >&2
 cargo test --locked -- --test-threads="${ONAIR_TEST_THREADS:-4}"
 

@@ -89,11 +89,24 @@ fn serve(config: onair::Config) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let listen = config.server.listen;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
+        let listener = bind(listen).with_context(|| format!("listening on {listen}"))?;
         onair::run(config, listener, shutdown_signal()).await
     })
+}
+
+/// Listen backlog. tokio's default (128) overflows when a few thousand players reconnect at
+/// once after a network blip; the kernel caps this at `net.core.somaxconn` anyway.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Completes on SIGTERM (what Kubernetes and `podman stop` send) or SIGINT (Ctrl-C).

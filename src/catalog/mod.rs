@@ -1,13 +1,21 @@
 //! The music library as the scheduler sees it: a list of track keys and a way to fetch a track's
-//! bytes. One trait, implemented by the local folder (the default) and, later, by S3.
+//! bytes. One trait, implemented by the local folder (the default) and by S3 (`s3.rs`), which is
+//! read through a disk cache (`cache.rs`, `cached.rs`) so that a storage outage does not silence
+//! the radio.
 
+pub mod cache;
+pub mod cached;
 pub mod local;
+pub mod s3;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use cache::Cache;
+pub use cached::CachedCatalog;
 pub use local::LocalCatalog;
+pub use s3::S3Catalog;
 
 use crate::config::{Library, LibraryKind};
 

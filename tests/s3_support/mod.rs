@@ -1,0 +1,148 @@
+//! Helpers shared by the tests that run against the real Ceph RGW started by scripts/ceph.sh.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use onair::catalog::s3::{S3Catalog, S3Settings};
+
+/// Settings for the running test cluster, or None (the test is skipped, loudly) when the
+/// `export` lines of `scripts/ceph.sh start` are not in the environment. With
+/// ONAIR_REQUIRE_S3=1 (CI) a missing cluster fails instead.
+pub fn settings(prefix: &str) -> Option<S3Settings> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
+    let bucket = std::env::var("S3_BUCKET").ok();
+    match (endpoint, bucket) {
+        (Some(e), Some(b)) => Some(S3Settings::new(&e, "us-east-1", &b, prefix)),
+        _ => {
+            assert!(
+                std::env::var("ONAIR_REQUIRE_S3").is_err(),
+                "ONAIR_REQUIRE_S3 is set but no cluster: eval the output of scripts/ceph.sh start"
+            );
+            eprintln!("SKIPPED: no S3 test cluster (run: eval \"$(bash scripts/ceph.sh start)\")");
+            None
+        }
+    }
+}
+
+/// A prefix no other test (or earlier run) uses.
+pub fn unique_prefix(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("test-{name}-{}-{nanos}/", std::process::id())
+}
+
+pub fn catalog(settings: &S3Settings) -> S3Catalog {
+    S3Catalog::from_env(settings).expect("S3 catalog")
+}
+
+pub async fn put(cat: &S3Catalog, key: &str, data: impl Into<Bytes>) {
+    cat.client()
+        .put_object()
+        .bucket(cat.bucket())
+        .key(cat.object_key(key))
+        .body(ByteStream::from(data.into()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
+}
+
+pub async fn delete(cat: &S3Catalog, key: &str) {
+    cat.client()
+        .delete_object()
+        .bucket(cat.bucket())
+        .key(cat.object_key(key))
+        .send()
+        .await
+        .expect("delete");
+}
+
+/// Uploads many objects, 32 at a time.
+pub async fn put_many(cat: &S3Catalog, items: Vec<(String, Bytes)>) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (key, data) in items {
+        let (cat, limit) = (cat.clone(), Arc::clone(&limit));
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await.unwrap();
+            put(&cat, &key, data).await;
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+pub fn media_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/media"))
+}
+
+/// (file name, bytes) of the shared test media, sorted.
+pub fn media() -> Vec<(String, Bytes)> {
+    let mut all: Vec<(String, Bytes)> = std::fs::read_dir(media_dir())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, Bytes::from(std::fs::read(e.path()).unwrap()))
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// The radosgw pid of the running test cluster (it changes when ceph.sh restarts the gateway).
+pub fn rgw_pid() -> i32 {
+    let dir = std::env::var("ONAIR_CEPH_DIR").expect("ONAIR_CEPH_DIR");
+    std::fs::read_to_string(format!("{dir}/pid.rgw"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sends a signal with kill(1) (no libc dependency).
+pub fn signal(pid: i32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// SIGSTOPs the gateway; dropping the guard (also on a panic) sends SIGCONT.
+pub struct Frozen(pub i32);
+
+impl Frozen {
+    pub fn gateway() -> Frozen {
+        let pid = rgw_pid();
+        signal(pid, "STOP");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+pub fn secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+/// Installs a test log subscriber once (RUST_LOG respected, default info).
+pub fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
