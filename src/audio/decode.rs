@@ -80,11 +80,65 @@ pub struct TrackDecoder {
 
 enum Codec {
     Symphonia(Box<dyn AudioDecoder>),
-    /// symphonia 0.6 demuxes Ogg Opus but has no Opus decoder; opus-decoder (pure Rust) decodes it.
-    Opus {
-        decoder: Box<opus_decoder::OpusDecoder>,
-        scratch: Vec<f32>,
-    },
+    /// symphonia 0.6 demuxes Ogg Opus but has no Opus decoder.
+    Opus(Box<OpusDecoder>),
+}
+
+/// Ogg Opus packets to PCM with ropus, a pure-Rust port of the reference (xiph) decoder.
+struct OpusDecoder {
+    decoder: ropus::Decoder,
+    channels: usize,
+    /// Room for the longest packet (120 ms).
+    scratch: Vec<f32>,
+    /// Pre-skip frames still to drop. symphonia 0.6 gives the OpusHead pre-skip only as the
+    /// track's delay, not as packet trims; a `trim_start` that does carry it counts towards it.
+    skip: usize,
+}
+
+impl OpusDecoder {
+    fn new(channels: usize, pre_skip: usize) -> Result<OpusDecoder, DecodeError> {
+        let layout = if channels == 1 {
+            ropus::Channels::Mono
+        } else {
+            ropus::Channels::Stereo
+        };
+        let decoder = ropus::Decoder::new(48_000, layout)
+            .map_err(|e| DecodeError::Corrupt(format!("opus: {e}")))?;
+        Ok(OpusDecoder {
+            decoder,
+            channels,
+            scratch: vec![0.0; OPUS_MAX_FRAMES * channels],
+            skip: pre_skip,
+        })
+    }
+
+    /// Decodes one packet and appends its interleaved samples to `out`, less the frames cut by
+    /// the packet's trims and by the pre-skip. `false` for a damaged packet.
+    fn decode(
+        &mut self,
+        data: &[u8],
+        trim_start: usize,
+        trim_end: usize,
+        out: &mut Vec<f32>,
+    ) -> bool {
+        // ropus takes an empty packet as a lost one and conceals a whole buffer (120 ms) of it.
+        if data.is_empty() {
+            return false;
+        }
+        let Ok(frames) =
+            self.decoder
+                .decode_float(data, &mut self.scratch, ropus::DecodeMode::Normal)
+        else {
+            return false;
+        };
+        let ch = self.channels;
+        let frames = frames.min(self.scratch.len() / ch);
+        let start = trim_start.max(self.skip).min(frames);
+        self.skip = self.skip.saturating_sub(start);
+        let end = frames.saturating_sub(trim_end).max(start);
+        out.extend_from_slice(&self.scratch[start * ch..end * ch]);
+        true
+    }
 }
 
 /// Consecutive damaged packets after which the rest of a track is treated as garbage.
@@ -121,10 +175,16 @@ impl TrackDecoder {
             .and_then(|p| p.audio())
             .ok_or_else(|| DecodeError::Unsupported("audio track without codec parameters".into()))?
             .clone();
+        // An Ogg Opus stream's length counts the encoder's pre-skip, which is not played.
+        let pre_skip = if params.codec == CODEC_ID_OPUS {
+            track.delay.unwrap_or(0)
+        } else {
+            0
+        };
         let duration = match (track.num_frames, params.sample_rate) {
-            (Some(n), Some(rate)) if rate > 0 => {
-                Some(Duration::from_secs_f64(n as f64 / f64::from(rate)))
-            }
+            (Some(n), Some(rate)) if rate > 0 => Some(Duration::from_secs_f64(
+                n.saturating_sub(u64::from(pre_skip)) as f64 / f64::from(rate),
+            )),
             _ => None,
         };
 
@@ -134,14 +194,9 @@ impl TrackDecoder {
                 .as_ref()
                 .map_or(2, |c| c.count())
                 .clamp(1, 2);
-            let decoder = opus_decoder::OpusDecoder::new(48_000, channels)
-                .map_err(|e| DecodeError::Corrupt(format!("opus: {e:?}")))?;
-            let scratch = vec![0.0; OPUS_MAX_FRAMES * channels];
+            let decoder = OpusDecoder::new(channels, pre_skip as usize)?;
             (
-                Codec::Opus {
-                    decoder: Box::new(decoder),
-                    scratch,
-                },
+                Codec::Opus(Box::new(decoder)),
                 "opus".to_string(),
                 48_000,
                 channels,
@@ -232,22 +287,12 @@ impl TrackDecoder {
                     }
                     Err(_) => false,
                 },
-                Codec::Opus { decoder, scratch } => {
-                    match decoder.decode_float(&packet.data, scratch, false) {
-                        Ok(frames) => {
-                            let ch = self.channels;
-                            let frames = frames.min(scratch.len() / ch);
-                            // Opus carries encoder pre-skip and end padding as packet trims.
-                            let start = (packet.trim_start.get() as usize).min(frames);
-                            let end = frames
-                                .saturating_sub(packet.trim_end.get() as usize)
-                                .max(start);
-                            out.extend_from_slice(&scratch[start * ch..end * ch]);
-                            true
-                        }
-                        Err(_) => false,
-                    }
-                }
+                Codec::Opus(decoder) => decoder.decode(
+                    &packet.data,
+                    packet.trim_start.get() as usize,
+                    packet.trim_end.get() as usize,
+                    out,
+                ),
             };
             if ok {
                 self.errors_in_row = 0;
@@ -389,6 +434,27 @@ mod tests {
             probe(Bytes::from_static(b"just some text, not a song")),
             Err(DecodeError::NotAudio)
         ));
+    }
+
+    #[test]
+    fn decodes_ogg_opus_to_its_exact_length() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/media/07-opus.opus"
+        );
+        let (mut d, tags) = TrackDecoder::open(Bytes::from(std::fs::read(path).unwrap())).unwrap();
+        assert_eq!(
+            (tags.codec.as_str(), tags.sample_rate, tags.channels),
+            ("opus", 48_000, 2)
+        );
+        assert_eq!(tags.duration, Some(Duration::from_secs(15)));
+        let mut pcm = Vec::new();
+        while d.next_packet(&mut pcm) {}
+        assert_eq!(d.errors(), 0);
+        // 15 s exactly: the 312-frame pre-skip and the end padding are both cut.
+        assert_eq!(pcm.len(), 15 * 48_000 * 2);
+        let rms = (pcm.iter().map(|s| s * s).sum::<f32>() / pcm.len() as f32).sqrt();
+        assert!(rms > 0.03 && rms < 0.12, "rms {rms}");
     }
 
     #[test]
