@@ -34,6 +34,7 @@ fn decode(c: &mut Criterion) {
     for (name, file, secs) in [
         ("mp3_44k", "01-cbr128.mp3", 20.0),
         ("flac_44k", "04-flac16.flac", 12.0),
+        ("opus_48k", "07-opus.opus", 15.0),
     ] {
         let bytes = fixture(file);
         g.throughput(Throughput::Elements(secs as u64));
