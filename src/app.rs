@@ -1,6 +1,6 @@
 //! Builds every stage from the config, runs them, and shuts them down in order: stop taking
-//! listeners and tracks, let the pipeline flush and close the rings (which ends every listener
-//! stream), then wait for connections to finish within the grace period.
+//! listeners and tracks, let the pipeline flush and close the rings, let the fan-out thread write
+//! the rest and end every listener, then wait for other connections within the grace period.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::audio::clock::Clock;
 use crate::config::Config;
+use crate::fanout::Fanout;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::station::Station;
@@ -76,9 +77,11 @@ pub async fn run_with(
         mounts = %config.mounts.iter().map(|m| m.path.as_str()).collect::<Vec<_>>().join(" "),
         "radio on air"
     );
+    let fanout = Fanout::start(Arc::clone(&station)).context("starting the fan-out thread")?;
     let server = tokio::spawn(crate::http::serve(
         listener,
         Arc::clone(&station),
+        fanout.handle(),
         cancel.clone(),
         tasks.clone(),
     ));
@@ -91,8 +94,14 @@ pub async fn run_with(
     cancel.cancel();
     let _ = server.await;
     let _ = scheduler.await;
-    // Flushes the encoders and closes every ring: listener streams end by themselves.
+    // Flushes the encoders and closes every ring, then every listener gets what is left.
     pipeline.stop_and_join().await;
+    if tokio::task::spawn_blocking(move || fanout.finish())
+        .await
+        .is_err()
+    {
+        tracing::error!("the fan-out thread could not be joined");
+    }
     tasks.close();
     if tokio::time::timeout(config.server.shutdown_grace, tasks.wait())
         .await

@@ -4,7 +4,8 @@
 //! ```text
 //!  catalog (local folder) ──list, fetch──▶ scheduler (order, prefetch, probe)
 //!        ──mpsc(1) LoadedTrack──▶ pipeline thread: decode → convert → every encoder → pace
-//!        ──▶ one FrameRing per mount ──Cursor──▶ listener streams (hyper, ICY metadata)
+//!        ──▶ one FrameRing per mount ──Window──▶ fan-out thread: batched writev to every listener
+//!  accept loop: request head ──listener──▶ head + burst, then the fan-out thread; else ──▶ hyper
 //!  + /status-json.xsl, /healthz, /readyz, /metrics
 //! ```
 //!
@@ -17,6 +18,7 @@ pub mod audio;
 pub mod catalog;
 pub mod config;
 pub mod encode;
+pub mod fanout;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;

@@ -1,14 +1,15 @@
 //! `FrameRing`: the byte-bounded history of encoded frames of one mount, written by the pipeline thread
-//! and read by every listener through its own [`Cursor`].
+//! and read through [`Window`]s, the readers' own copies of its recent frames.
 //!
-//! The ring never waits for a listener. A listener that falls further behind than the history holds
-//! (the mount's `queue`) finds its next frame evicted and is told it lagged, so one slow client can never
-//! slow the broadcast. Frames are `Bytes`, so handing a frame to a listener is a reference-count
-//! increment, never a copy of audio.
+//! The ring never waits for a reader. A listener that falls further behind than the history holds
+//! (the mount's `queue`) finds its next frame gone from the window and is dropped as lagged, so one
+//! slow client can never slow the broadcast. Frames are `Bytes`, so copying a frame into a window is
+//! a reference-count increment, never a copy of audio, and a window is refreshed under the ring's
+//! lock only for the frames published since the last refresh.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::thread::Thread;
 
 use bytes::Bytes;
 
@@ -19,17 +20,6 @@ use crate::http::icy::StreamTitle;
 pub struct Frame {
     pub data: Bytes,
     pub title: Arc<StreamTitle>,
-}
-
-/// What a cursor found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Next {
-    /// Frames were appended to the caller's buffer.
-    Frames,
-    /// The cursor fell out of the history; `missed` frames are gone.
-    Lagged { missed: u64 },
-    /// The ring was closed (shutdown) and everything before the close has been read.
-    Closed,
 }
 
 /// The broadcast history of one mount.
@@ -44,10 +34,8 @@ struct State {
     bytes: usize,
     max_bytes: usize,
     closed: bool,
-    /// Listeners that found nothing to read and wait for the next publish.
-    waiting: Vec<Waker>,
-    /// Spare vector swapped with `waiting` on publish, so waking never allocates.
-    spare: Vec<Waker>,
+    /// Threads unparked on every publish and on close (the fan-out thread).
+    subscribers: Vec<Thread>,
 }
 
 impl FrameRing {
@@ -60,8 +48,7 @@ impl FrameRing {
                 bytes: 0,
                 max_bytes,
                 closed: false,
-                waiting: Vec::new(),
-                spare: Vec::new(),
+                subscribers: Vec::new(),
             }),
         })
     }
@@ -72,8 +59,8 @@ impl FrameRing {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends frames and wakes the listeners waiting for them. Called only by the pipeline thread,
-    /// about every 100 ms: one wake-up per batch, not per frame, keeps thousands of listeners cheap.
+    /// Appends frames and unparks the subscribers. Called only by the pipeline thread, about
+    /// every 100 ms: one wake-up per batch, not per frame.
     pub fn publish(&self, frames: impl IntoIterator<Item = Frame>) {
         let mut s = self.lock();
         for frame in frames {
@@ -86,27 +73,24 @@ impl FrameRing {
                 s.first_seq += 1;
             }
         }
-        let mut wake = std::mem::take(&mut s.spare);
-        std::mem::swap(&mut wake, &mut s.waiting);
-        drop(s);
-        // Wake outside the lock: woken listeners immediately try to take it.
-        for w in wake.drain(..) {
-            w.wake();
-        }
-        self.lock().spare = wake;
+        s.subscribers.iter().for_each(Thread::unpark);
     }
 
-    /// Ends the stream: cursors read what is left, then get [`Next::Closed`].
+    /// Ends the stream: readers get what is left, then see the window closed.
     pub fn close(&self) {
         let mut s = self.lock();
         s.closed = true;
-        let wake = std::mem::take(&mut s.waiting);
-        drop(s);
-        wake.into_iter().for_each(Waker::wake);
+        s.subscribers.iter().for_each(Thread::unpark);
     }
 
-    /// A cursor that starts about `burst_bytes` back from the live edge, on a frame boundary.
-    pub fn cursor(self: &Arc<Self>, burst_bytes: usize) -> Cursor {
+    /// Unparks `thread` on every publish and on close.
+    pub fn subscribe(&self, thread: Thread) {
+        self.lock().subscribers.push(thread);
+    }
+
+    /// Sequence number of the first frame of a burst of about `burst_bytes` back from the live
+    /// edge: whole frames only, so a new listener's first byte is a frame's first byte.
+    pub fn burst_start(&self, burst_bytes: usize) -> u64 {
         let s = self.lock();
         let mut taken = 0;
         let mut back = 0;
@@ -117,11 +101,7 @@ impl FrameRing {
             taken += f.data.len();
             back += 1;
         }
-        let next = s.first_seq + (s.frames.len() - back) as u64;
-        Cursor {
-            ring: Arc::clone(self),
-            next,
-        }
+        s.first_seq + (s.frames.len() - back) as u64
     }
 
     /// Bytes of history currently held.
@@ -130,45 +110,64 @@ impl FrameRing {
     }
 }
 
-/// One listener's read position in a [`FrameRing`].
-pub struct Cursor {
-    ring: Arc<FrameRing>,
-    next: u64,
+/// A reader's copy of the ring's recent frames, from a starting sequence number up to the newest
+/// frame seen at the last [`Window::sync`]. Readers work on it without holding the ring's lock.
+#[derive(Default)]
+pub struct Window {
+    frames: VecDeque<Frame>,
+    /// Sequence number of `frames[0]`.
+    first_seq: u64,
+    closed: bool,
 }
 
-impl Cursor {
-    /// Appends up to `max` frames to `out` without waiting; registers the task's waker when there
-    /// is nothing to read so that the next publish wakes it.
-    pub fn poll_batch(
-        &mut self,
-        cx: &mut Context<'_>,
-        out: &mut Vec<Frame>,
-        max: usize,
-    ) -> Poll<Next> {
-        let mut s = self.ring.lock();
-        if self.next < s.first_seq {
-            let missed = s.first_seq - self.next;
-            return Poll::Ready(Next::Lagged { missed });
+impl Window {
+    /// An empty window whose first sync copies the ring from `seq` on.
+    pub fn starting_at(seq: u64) -> Window {
+        Window {
+            frames: VecDeque::new(),
+            first_seq: seq,
+            closed: false,
         }
-        let start = (self.next - s.first_seq) as usize;
-        if start < s.frames.len() {
-            let before = out.len();
-            out.extend(s.frames.range(start..).take(max).cloned());
-            self.next += (out.len() - before) as u64;
-            return Poll::Ready(Next::Frames);
-        }
-        if s.closed {
-            return Poll::Ready(Next::Closed);
-        }
-        // Registering under the same lock that saw "nothing new" means no publish can slip between
-        // the check and the registration, so no wake-up is lost.
-        s.waiting.push(cx.waker().clone());
-        Poll::Pending
     }
 
-    /// Async form of [`Cursor::poll_batch`].
-    pub async fn next_batch(&mut self, out: &mut Vec<Frame>, max: usize) -> Next {
-        std::future::poll_fn(|cx| self.poll_batch(cx, out, max)).await
+    /// Drops the frames the ring has evicted and copies those published since the last sync.
+    /// Cost: one lock and one reference-count increment per new frame.
+    pub fn sync(&mut self, ring: &FrameRing) {
+        let s = ring.lock();
+        while self.first_seq < s.first_seq && self.frames.pop_front().is_some() {
+            self.first_seq += 1;
+        }
+        if self.frames.is_empty() {
+            self.first_seq = self.first_seq.max(s.first_seq);
+        }
+        let have_until = self.first_seq + self.frames.len() as u64;
+        let ring_end = s.first_seq + s.frames.len() as u64;
+        if have_until < ring_end {
+            let from = (have_until - s.first_seq) as usize;
+            self.frames.extend(s.frames.range(from..).cloned());
+        }
+        self.closed = s.closed;
+    }
+
+    /// Sequence number of the oldest frame still held.
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+
+    /// Sequence number the next published frame will get.
+    pub fn end_seq(&self) -> u64 {
+        self.first_seq + self.frames.len() as u64
+    }
+
+    /// The frame numbered `seq`, if the window holds it.
+    pub fn get(&self, seq: u64) -> Option<&Frame> {
+        let i = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
+        self.frames.get(i)
+    }
+
+    /// True once the ring is closed: nothing will follow the frames held.
+    pub fn closed(&self) -> bool {
+        self.closed
     }
 }
 
@@ -185,67 +184,78 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn burst_starts_the_given_bytes_back_on_a_frame_boundary() {
+    #[test]
+    fn burst_starts_the_given_bytes_back_on_a_frame_boundary() {
         let t = StreamTitle::new("a");
         let ring = FrameRing::new(10_000);
         ring.publish(frames(20, 100, &t));
-        let mut c = ring.cursor(450);
-        let mut out = Vec::new();
-        assert_eq!(c.next_batch(&mut out, 100).await, Next::Frames);
-        assert_eq!(
-            out.len(),
-            4,
-            "450 bytes of burst is 4 whole 100-byte frames"
-        );
-        assert_eq!(out[0].data[0], 16);
-
-        let mut none = ring.cursor(0);
-        out.clear();
-        ring.publish(frames(1, 100, &t));
-        assert_eq!(none.next_batch(&mut out, 100).await, Next::Frames);
-        assert_eq!(out.len(), 1);
+        let start = ring.burst_start(450);
+        assert_eq!(start, 16, "450 bytes of burst is 4 whole 100-byte frames");
+        let mut w = Window::starting_at(start);
+        w.sync(&ring);
+        assert_eq!((w.first_seq(), w.end_seq()), (16, 20));
+        assert_eq!(w.get(16).map(|f| f.data[0]), Some(16));
+        assert_eq!(ring.burst_start(0), 20);
     }
 
-    #[tokio::test]
-    async fn history_is_bounded_and_a_slow_cursor_lags() {
+    #[test]
+    fn a_window_follows_publishes_and_evictions() {
         let t = StreamTitle::new("a");
         let ring = FrameRing::new(1_000);
-        let mut slow = ring.cursor(0);
+        let mut w = Window::starting_at(0);
         ring.publish(frames(5, 100, &t));
+        w.sync(&ring);
+        assert_eq!((w.first_seq(), w.end_seq()), (0, 5));
         ring.publish(frames(10, 100, &t));
         assert_eq!(ring.held_bytes(), 1_000);
-        let mut out = Vec::new();
+        w.sync(&ring);
         assert_eq!(
-            slow.next_batch(&mut out, 100).await,
-            Next::Lagged { missed: 5 }
+            (w.first_seq(), w.end_seq()),
+            (5, 15),
+            "evicted frames leave the window too"
         );
-        assert!(out.is_empty());
+        assert!(w.get(4).is_none(), "a reader at 4 has lagged");
+        assert!(!w.closed());
+        ring.close();
+        w.sync(&ring);
+        assert!(w.closed());
     }
 
-    #[tokio::test]
-    async fn a_waiting_cursor_wakes_on_publish_and_ends_on_close() {
+    #[test]
+    fn a_window_that_was_far_behind_jumps_to_the_ring() {
+        let t = StreamTitle::new("a");
+        let ring = FrameRing::new(300);
+        ring.publish(frames(10, 100, &t));
+        let mut w = Window::starting_at(2);
+        w.sync(&ring);
+        assert_eq!((w.first_seq(), w.end_seq()), (7, 10));
+    }
+
+    #[test]
+    fn subscribers_are_unparked_on_publish() {
         let t = StreamTitle::new("a");
         let ring = FrameRing::new(1_000);
-        let mut c = ring.cursor(0);
-        let reader = tokio::spawn(async move {
-            let mut got = 0;
-            let mut out = Vec::new();
-            loop {
-                out.clear();
-                match c.next_batch(&mut out, 2).await {
-                    Next::Frames => got += out.len(),
-                    Next::Closed => return got,
-                    Next::Lagged { .. } => panic!("lagged"),
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = {
+            let ring = Arc::clone(&ring);
+            std::thread::spawn(move || {
+                let mut w = Window::starting_at(0);
+                loop {
+                    w.sync(&ring);
+                    if w.closed() {
+                        return w.end_seq();
+                    }
+                    let _ = tx.send(());
+                    std::thread::park();
                 }
-            }
-        });
-        tokio::task::yield_now().await;
+            })
+        };
+        ring.subscribe(reader.thread().clone());
+        // The reader parks at least once before the close, so the close must wake it.
+        let _ = rx.recv();
         ring.publish(frames(3, 10, &t));
-        tokio::task::yield_now().await;
-        ring.publish(frames(2, 10, &t));
         ring.close();
-        assert_eq!(reader.await.unwrap(), 5);
+        assert_eq!(reader.join().unwrap(), 3);
     }
 
     #[test]

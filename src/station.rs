@@ -32,7 +32,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Client {
     pub id: u64,
     pub addr: SocketAddr,
-    pub user_agent: String,
+    pub user_agent: Arc<str>,
     pub connected: Instant,
     /// Raised by `/admin/killclient`; the stream ends at its next wake-up (at most one publish,
     /// 100 ms, later).

@@ -294,7 +294,7 @@ fn listclients(m: &Mount, reply: Reply) -> Response<Body> {
                 json!({
                     "id": c.id,
                     "ip": c.addr.ip().to_string(),
-                    "user_agent": c.user_agent,
+                    "user_agent": &*c.user_agent,
                     "connected": c.connected.elapsed().as_secs(),
                 })
             })

@@ -1,6 +1,6 @@
-//! ICY (SHOUTcast/Icecast) in-band metadata framing: builds the `StreamTitle='…';` block a
-//! title is announced with, and interleaves those blocks into a listener's audio bytes every
-//! `icy-metaint` bytes. It owns only the byte layout; HTTP headers and I/O live elsewhere.
+//! ICY (SHOUTcast/Icecast) in-band metadata: the `StreamTitle='…';` block a title is announced
+//! with, built once per title and shared by every listener. Where the blocks go in a listener's
+//! stream (every `icy-metaint` audio bytes) is `fanout::position`'s business.
 
 use bytes::Bytes;
 use std::sync::Arc;
@@ -54,62 +54,6 @@ impl StreamTitle {
     }
 }
 
-/// Per-listener state that interleaves metadata blocks into the audio byte stream every `metaint` bytes.
-#[derive(Debug)]
-pub struct IcyInterleaver {
-    metaint: usize,
-    until_block: usize,
-    last_sent: Option<Arc<StreamTitle>>,
-}
-
-impl IcyInterleaver {
-    /// Starts a listener's stream; `metaint` is the `icy-metaint` value announced to it
-    /// (0 is treated as 1, since a zero interval cannot be framed).
-    pub fn new(metaint: usize) -> Self {
-        let metaint = metaint.max(1);
-        IcyInterleaver {
-            metaint,
-            until_block: metaint,
-            last_sent: None,
-        }
-    }
-
-    /// Appends `audio` to `out`, split at metadata boundaries, with a metadata block at each boundary.
-    /// `title` is the title in force for these bytes. Audio is sliced with `Bytes::slice` (no copy);
-    /// the changed-title block is a clone of the shared `StreamTitle::block`; an unchanged title gets a
-    /// static single zero byte (`Bytes::from_static(&[0])`). Nothing is allocated except pushes into `out`.
-    pub fn push(&mut self, audio: &Bytes, title: &Arc<StreamTitle>, out: &mut Vec<Bytes>) {
-        let mut pos = 0;
-        while pos < audio.len() {
-            let take = self.until_block.min(audio.len() - pos);
-            out.push(audio.slice(pos..pos + take));
-            pos += take;
-            self.until_block -= take;
-            if self.until_block == 0 {
-                // The block goes out as soon as the boundary is reached, so a client that
-                // has read exactly `metaint` bytes never waits on the next audio chunk.
-                out.push(self.block_for(title));
-                self.until_block = self.metaint;
-            }
-        }
-    }
-
-    fn block_for(&mut self, title: &Arc<StreamTitle>) -> Bytes {
-        // Identity, not text equality: the broadcaster makes one StreamTitle per change,
-        // and a pointer compare keeps the per-boundary cost constant.
-        if self
-            .last_sent
-            .as_ref()
-            .is_some_and(|t| Arc::ptr_eq(t, title))
-        {
-            Bytes::from_static(&[0])
-        } else {
-            self.last_sent = Some(Arc::clone(title));
-            title.block.clone()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,24 +66,6 @@ mod tests {
         let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
         assert!(body[end..].iter().all(|&b| b == 0), "padding must be NULs");
         String::from_utf8(body[..end].to_vec()).expect("metadata must be UTF-8")
-    }
-
-    /// Parses an ICY stream as a client would: `metaint` audio bytes, then a length byte and block.
-    /// Returns the audio and one entry per boundary (`None` for a zero-length block).
-    fn parse(stream: &[u8], metaint: usize) -> (Vec<u8>, Vec<Option<String>>) {
-        let (mut audio, mut metas, mut rest) = (Vec::new(), Vec::new(), stream);
-        while !rest.is_empty() {
-            let take = metaint.min(rest.len());
-            audio.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if take < metaint {
-                break;
-            }
-            let len = usize::from(*rest.first().expect("block after full interval")) * 16;
-            metas.push((len > 0).then(|| block_text(&rest[..1 + len])));
-            rest = &rest[1 + len..];
-        }
-        (audio, metas)
     }
 
     fn wrapped(title: &str) -> String {
@@ -194,48 +120,5 @@ mod tests {
             );
             assert_eq!(t.text(), title);
         }
-    }
-
-    #[test]
-    fn interleaves_at_boundaries_with_title_changes() {
-        let metaint = 16_000;
-        let a = StreamTitle::new("First");
-        let b = StreamTitle::new("Second");
-        let plan: [(usize, &Arc<StreamTitle>); 7] = [
-            (1, &a),
-            (7, &a),
-            (417, &a),
-            (16_000, &a),
-            (33_000, &a),
-            (16_000, &b),
-            (16_000, &b),
-        ];
-        let mut il = IcyInterleaver::new(metaint);
-        let (mut out, mut sent, mut n) = (Vec::new(), Vec::new(), 0u32);
-        for (size, title) in plan {
-            // A period of 251 never aligns with metaint, so misplaced bytes would show.
-            let chunk: Bytes = (0..size)
-                .map(|_| {
-                    n += 1;
-                    (n % 251) as u8
-                })
-                .collect();
-            sent.extend_from_slice(&chunk);
-            il.push(&chunk, title, &mut out);
-        }
-        // Changed-title blocks must be the shared block itself, not a copy.
-        assert!(out.iter().any(|o| o.as_ptr() == a.block().as_ptr()));
-        let stream: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
-        let (audio, metas) = parse(&stream, metaint);
-        assert_eq!(audio, sent);
-        // Boundaries at 16000, 32000, 48000 (title A), 64000, 80000 (title B); 81425 bytes sent.
-        let expected = [
-            Some(wrapped("First")),
-            None,
-            None,
-            Some(wrapped("Second")),
-            None,
-        ];
-        assert_eq!(metas, expected);
     }
 }

@@ -1,219 +1,142 @@
-//! A listener's stream: the Icecast-style response head, then frames read from the mount's ring
-//! through the listener's own cursor, with ICY metadata interleaved when the player asked for it.
-//!
-//! This is the hot path. Audio is never copied per listener: frames are `Bytes` shared with every
-//! other listener, ICY blocks are built once per title, and splitting a frame at a metadata boundary
-//! is a reference-counted slice. The stream ends on lag (the listener fell further behind than the
-//! mount's queue) or when the ring closes at shutdown; hyper then closes the connection, as an
-//! HTTP/1.0 close-delimited response requires.
+//! Answering a listener outside hyper: admission to the mount, the Icecast-style response head
+//! and the burst written straight from the accepting task (so the first byte does not wait for a
+//! fan-out turn), then the hand-off of the socket to the fan-out thread.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 use bytes::Bytes;
+use http::HeaderMap;
 
-use super::Conn;
-use super::access_log::AccessEntry;
-use super::icy::IcyInterleaver;
+use crate::fanout::position::StreamPos;
+use crate::fanout::{FanoutHandle, Listener, ListenerRequest};
 use crate::metrics::Disconnect;
-use crate::ring::{Cursor, Frame, Next};
-use crate::station::{Client, ListenerSlot, Mount, Station};
+use crate::ring::Window;
+use crate::station::{Client, Station};
 
-/// Frames taken from the ring per wake-up: a few seconds of audio at most, so one listener far
-/// behind cannot hog a worker.
-const MAX_FRAMES_PER_POLL: usize = 128;
-/// Sent bytes are added to the shared counter in steps (about a second of audio), not per write, to keep the hot path free of
-/// contended atomics.
-const COUNT_STEP: u64 = 16 * 1024;
+/// The answer to a listener when the mount is at `max_listeners`.
+const FULL: &[u8] = b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 27\r\nRetry-After: 30\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\n\r\n\
+mount is full, retry later\n";
 
-/// What the request said about the listener, for the admin pages and the access log.
-pub struct ListenerRequest {
-    pub request_line: String,
-    pub user_agent: String,
-    pub referer: String,
-    pub icy: bool,
-    pub connected: Instant,
+/// Response heads, built once per mount: without and with `icy-metaint`.
+pub struct Heads {
+    per_mount: Vec<[Bytes; 2]>,
 }
 
-/// The body of one listener's response.
-pub struct ListenerStream {
-    cursor: Cursor,
-    icy: Option<IcyInterleaver>,
-    batch: Vec<Frame>,
-    chunks: VecDeque<Bytes>,
-    /// Scratch for the ICY interleaver.
-    split: Vec<Bytes>,
-    mount: Arc<Mount>,
-    station: Arc<Station>,
-    _slot: ListenerSlot,
+impl Heads {
+    pub fn new(station: &Station) -> Heads {
+        let per_mount = station
+            .mounts
+            .iter()
+            .map(|m| {
+                [false, true].map(|icy| {
+                    let mut h = HeaderMap::new();
+                    super::routes::stream_headers(&mut h, station, m, icy);
+                    super::routes::common_headers(&mut h);
+                    serialize_head(&h)
+                })
+            })
+            .collect();
+        Heads { per_mount }
+    }
+
+    fn get(&self, mount_index: usize, icy: bool) -> Bytes {
+        self.per_mount
+            .get(mount_index)
+            .map(|h| h[usize::from(icy)].clone())
+            .unwrap_or_default()
+    }
+}
+
+/// `HTTP/1.0 200 OK` and the headers with their names in title case, as Icecast sends them
+/// (some players match `icy-metaint` case-sensitively).
+fn serialize_head(headers: &HeaderMap) -> Bytes {
+    let mut out = Vec::with_capacity(640);
+    out.extend_from_slice(b"HTTP/1.0 200 OK\r\n");
+    for (name, value) in headers {
+        let mut upper = true;
+        for b in name.as_str().bytes() {
+            out.push(if upper { b.to_ascii_uppercase() } else { b });
+            upper = b == b'-';
+        }
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Bytes::from(out)
+}
+
+/// Admits the listener, writes its head and burst, and passes it to the fan-out thread; or
+/// answers 503 when the mount is full.
+pub fn answer(
+    socket: std::net::TcpStream,
     peer: SocketAddr,
-    stalled: Arc<AtomicBool>,
-    kicked: Arc<AtomicBool>,
+    station: &Arc<Station>,
+    heads: &Heads,
+    fanout: &FanoutHandle,
+    mount_index: usize,
     request: ListenerRequest,
-    connected_at: SystemTime,
-    first_byte: bool,
-    sent: u64,
-    uncounted: u64,
-    end: Option<Disconnect>,
-}
-
-impl ListenerStream {
-    /// Admits a listener to `mount`, or `None` when the mount is full.
-    pub fn admit(
-        mount: &Arc<Mount>,
-        station: &Arc<Station>,
-        conn: &Conn,
-        request: ListenerRequest,
-    ) -> Option<ListenerStream> {
-        let kicked = Arc::new(AtomicBool::new(false));
-        let slot = mount.admit(Client {
-            id: station.client_id(),
-            addr: conn.peer,
-            user_agent: request.user_agent.clone(),
-            connected: request.connected,
-            kicked: Arc::clone(&kicked),
-        })?;
-        let burst = mount.config.burst.bytes(mount.config.bytes_per_sec());
-        let cursor = mount.ring.cursor(burst);
-        let path = mount.config.path.as_str();
-        let metrics = &station.metrics;
-        metrics.listeners.with_label_values(&[path]).inc();
-        metrics
-            .listener_connections
-            .with_label_values(&[path])
-            .inc();
-        tracing::info!(mount = %path, listener = %conn.peer, user_agent = %request.user_agent, "listener connected");
-        Some(ListenerStream {
-            cursor,
-            icy: request
-                .icy
-                .then(|| IcyInterleaver::new(mount.config.icy_metaint)),
-            // Grows to what one wake-up brings (a few frames), not to the per-poll maximum:
-            // this is per-listener memory.
-            batch: Vec::new(),
-            chunks: VecDeque::new(),
-            split: Vec::new(),
-            mount: Arc::clone(mount),
-            station: Arc::clone(station),
-            _slot: slot,
-            peer: conn.peer,
-            stalled: Arc::clone(&conn.stalled),
-            kicked,
-            request,
-            connected_at: SystemTime::now(),
-            first_byte: false,
-            sent: 0,
-            uncounted: 0,
-            end: None,
-        })
-    }
-
-    /// Next chunk for hyper to write, or `None` when the stream is over.
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        loop {
-            if let Some(chunk) = self.chunks.pop_front() {
-                self.account(chunk.len() as u64);
-                return Poll::Ready(Some(chunk));
-            }
-            if self.end.is_some() {
-                return Poll::Ready(None);
-            }
-            if self.kicked.load(Ordering::Relaxed) {
-                tracing::info!(mount = %self.mount.config.path, listener = %self.peer, "listener disconnected by an operator");
-                self.end = Some(Disconnect::Admin);
-                continue;
-            }
-            match self
-                .cursor
-                .poll_batch(cx, &mut self.batch, MAX_FRAMES_PER_POLL)
-            {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Next::Frames) => {
-                    for frame in self.batch.drain(..) {
-                        match &mut self.icy {
-                            Some(icy) => {
-                                icy.push(&frame.data, &frame.title, &mut self.split);
-                                self.chunks.extend(self.split.drain(..));
-                            }
-                            None => self.chunks.push_back(frame.data),
-                        }
-                    }
-                }
-                Poll::Ready(Next::Lagged { missed }) => {
-                    tracing::info!(mount = %self.mount.config.path, listener = %self.peer, missed_frames = missed, "dropping listener that fell behind");
-                    self.end = Some(Disconnect::Lagged);
-                }
-                Poll::Ready(Next::Closed) => self.end = Some(Disconnect::Shutdown),
-            }
-        }
-    }
-
-    fn account(&mut self, n: u64) {
-        if !self.first_byte {
-            self.first_byte = true;
-            self.station
-                .metrics
-                .time_to_first_byte
-                .with_label_values(&[&self.mount.config.path])
-                .observe(self.request.connected.elapsed().as_secs_f64());
-        }
-        self.sent += n;
-        self.uncounted += n;
-        if self.uncounted >= COUNT_STEP {
-            self.flush_count();
-        }
-    }
-
-    fn flush_count(&mut self) {
-        self.station
-            .metrics
-            .sent_bytes
-            .with_label_values(&[&self.mount.config.path])
-            .inc_by(self.uncounted);
-        self.uncounted = 0;
-    }
-}
-
-impl Drop for ListenerStream {
-    fn drop(&mut self) {
-        self.flush_count();
-        let path = self.mount.config.path.as_str();
-        // A body dropped before it ended means hyper gave up on the socket: the client left, or
-        // stopped reading for longer than the queue allows.
-        let reason = self.end.unwrap_or(if self.stalled.load(Ordering::Relaxed) {
-            Disconnect::Lagged
-        } else {
-            Disconnect::Client
-        });
-        let metrics = &self.station.metrics;
-        metrics.listeners.with_label_values(&[path]).dec();
+) {
+    let Some(mount) = station.mounts.get(mount_index) else {
+        return;
+    };
+    let path = mount.config.path.as_str();
+    let metrics = &station.metrics;
+    let kicked = Arc::new(AtomicBool::new(false));
+    let id = station.client_id();
+    let Some(slot) = mount.admit(Client {
+        id,
+        addr: peer,
+        user_agent: Arc::clone(&request.user_agent),
+        connected: request.connected,
+        kicked: Arc::clone(&kicked),
+    }) else {
         metrics
             .listener_disconnects
-            .with_label_values(&[path, reason.label()])
+            .with_label_values(&[path, Disconnect::Full.label()])
             .inc();
-        let duration = self.request.connected.elapsed();
-        tracing::info!(
-            mount = %path,
-            listener = %self.peer,
-            user_agent = %self.request.user_agent,
-            reason = reason.label(),
-            seconds = duration.as_secs(),
-            bytes = self.sent,
-            "listener disconnected"
-        );
-        self.station.access_log.record(&AccessEntry {
-            ip: self.peer.ip(),
-            request_line: &self.request.request_line,
-            status: 200,
-            bytes: self.sent,
-            referer: &self.request.referer,
-            user_agent: &self.request.user_agent,
-            connected_at: self.connected_at,
-            duration,
-        });
+        tracing::warn!(mount = %path, listener = %peer, limit = mount.config.max_listeners, "mount full; refusing listener");
+        // Small enough for any socket buffer; a client that is gone simply misses it.
+        let _ = std::io::Write::write(&mut &socket, FULL);
+        return;
+    };
+    metrics.listeners.with_label_values(&[path]).inc();
+    metrics
+        .listener_connections
+        .with_label_values(&[path])
+        .inc();
+    tracing::info!(mount = %path, listener = %peer, user_agent = %request.user_agent, "listener connected");
+
+    let burst = mount.config.burst.bytes(mount.config.bytes_per_sec());
+    let seq = mount.ring.burst_start(burst);
+    let metaint = request.icy.then_some(mount.config.icy_metaint);
+    let pos = StreamPos::new(heads.get(mount_index, request.icy), seq, metaint);
+    let mut listener = Listener::new(
+        socket,
+        pos,
+        Arc::clone(mount),
+        mount_index,
+        Arc::clone(station),
+        slot,
+        kicked,
+        peer,
+        request,
+        id,
+    );
+    let mut window = Window::starting_at(seq);
+    window.sync(&mount.ring);
+    let ended = listener.turn(&window, Instant::now(), true);
+    metrics
+        .sent_bytes
+        .with_label_values(&[path])
+        .inc_by(listener.take_uncounted());
+    if let Some(reason) = ended {
+        listener.end(reason);
+    } else {
+        fanout.add(listener);
     }
 }

@@ -1,54 +1,51 @@
-//! The HTTP side: the accept loop, one hyper HTTP/1 connection per client, and the response body type
-//! shared by every route. Listener streams end by themselves when their ring closes; other
-//! connections are asked to finish their current request on shutdown.
+//! The HTTP side: the accept loop, which reads each request head and answers listeners itself
+//! (`listener.rs`, then the fan-out thread) and hands every other request to a hyper HTTP/1
+//! connection; and the response body type shared by the hyper routes. On shutdown the accept loop
+//! stops and hyper connections finish their current request.
 
 pub mod access_log;
 mod admin;
 mod api;
 pub mod icy;
 mod listener;
+mod replay;
+pub mod request;
 mod routes;
 mod stall;
 mod status;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::body::Frame;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::fanout::FanoutHandle;
 use crate::station::Station;
-use listener::ListenerStream;
+use request::Dispatch;
 
 /// Kernel send buffer per connection. Small, because a listener's backlog should sit in the
 /// shared ring (where lag is measured) rather than in per-socket kernel memory: 32 KiB is 2 s of
 /// 128 kbps audio (Linux doubles it for bookkeeping).
 const SEND_BUFFER: usize = 32 * 1024;
+/// Time a client has to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A hyper connection whose client accepts nothing for this long is dropped (an event stream
+/// whose page was suspended, a dead NAT path).
+const STALL_LIMIT: Duration = Duration::from_secs(30);
 
-/// What the routes know about the connection a request came on.
-#[derive(Clone)]
-pub struct Conn {
-    pub peer: SocketAddr,
-    /// Set by the socket guard when the client stopped reading, so a listener dropped for that is
-    /// counted as lagged rather than as leaving.
-    pub stalled: Arc<AtomicBool>,
-}
-
-/// A response body: a complete buffer, or a listener's endless stream.
+/// A response body: a complete buffer, or a stream of events.
 pub enum Body {
     Full(Option<Bytes>),
-    Stream(Box<ListenerStream>),
     /// Server-sent events, fed by a task.
     Events(tokio::sync::mpsc::Receiver<Bytes>),
 }
@@ -87,7 +84,6 @@ impl hyper::body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Stream(s) => s.poll_next(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
             Body::Events(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -101,32 +97,21 @@ impl hyper::body::Body for Body {
             Body::Full(b) => {
                 hyper::body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
             }
-            Body::Stream(_) | Body::Events(_) => hyper::body::SizeHint::default(),
+            Body::Events(_) => hyper::body::SizeHint::default(),
         }
     }
 }
 
-/// Accepts connections until `cancel` fires. Each connection is a task on `tasks`.
+/// Accepts connections until `cancel` fires. Each connection is a task on `tasks` until its
+/// request is answered; a listener's socket then belongs to the fan-out thread.
 pub async fn serve(
     listener: TcpListener,
     station: Arc<Station>,
+    fanout: FanoutHandle,
     cancel: CancellationToken,
     tasks: TaskTracker,
 ) {
-    // A client whose socket accepts nothing for this long is gone; the lag check in the ring only
-    // runs when hyper asks for more data, which a stalled socket never lets it do.
-    let stall_limit = station
-        .mounts
-        .iter()
-        .map(|m| {
-            Duration::from_secs_f64(
-                m.config.queue.bytes(m.config.bytes_per_sec()) as f64
-                    / m.config.bytes_per_sec() as f64,
-            )
-        })
-        .max()
-        .unwrap_or_default()
-        .max(Duration::from_secs(5));
+    let heads = Arc::new(listener::Heads::new(&station));
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -143,41 +128,83 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
         let station = Arc::clone(&station);
+        let heads = Arc::clone(&heads);
+        let fanout = fanout.clone();
         let cancel = cancel.clone();
         tasks.spawn(async move {
-            let conn_info = Conn {
-                peer,
-                stalled: Arc::new(AtomicBool::new(false)),
-            };
-            let io = TokioIo::new(stall::StallGuard::new(
-                stream,
-                stall_limit,
-                Arc::clone(&conn_info.stalled),
-            ));
-            let service = service_fn(move |req| {
-                let station = Arc::clone(&station);
-                let conn_info = conn_info.clone();
-                async move { Ok::<_, Infallible>(routes::handle(req, &station, &conn_info)) }
-            });
-            let conn = http1::Builder::new()
-                .title_case_headers(true)
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(io, service);
-            let mut conn = std::pin::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = cancel.cancelled() => {
-                    // Lets a request in flight finish; a listener stream finishes when its ring closes.
-                    conn.as_mut().graceful_shutdown();
-                    conn.as_mut().await
-                }
-            };
-            if let Err(e) = result
-                && !e.is_incomplete_message()
-            {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
-            }
+            connection(stream, peer, station, &heads, &fanout, cancel).await;
         });
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: std::net::SocketAddr,
+    station: Arc<Station>,
+    heads: &listener::Heads,
+    fanout: &FanoutHandle,
+    cancel: CancellationToken,
+) {
+    let received = Instant::now();
+    let mut head = BytesMut::with_capacity(1024);
+    let read = tokio::select! {
+        r = tokio::time::timeout(HEAD_TIMEOUT, request::read_head(&mut stream, &mut head)) => r,
+        _ = cancel.cancelled() => return,
+    };
+    if !matches!(read, Ok(Ok(()))) || head.is_empty() {
+        return;
+    }
+    match request::dispatch(&head, &station, received) {
+        Dispatch::Listener {
+            mount_index,
+            request,
+        } => match stream.into_std() {
+            Ok(socket) => {
+                listener::answer(socket, peer, &station, heads, fanout, mount_index, request)
+            }
+            Err(e) => {
+                tracing::debug!(peer = %peer, error = %e, "could not take over a listener socket")
+            }
+        },
+        Dispatch::Hyper => serve_hyper(stream, head.freeze(), peer, station, cancel).await,
+    }
+}
+
+async fn serve_hyper(
+    stream: TcpStream,
+    head: Bytes,
+    peer: std::net::SocketAddr,
+    station: Arc<Station>,
+    cancel: CancellationToken,
+) {
+    let io = TokioIo::new(replay::Replay::new(
+        head,
+        stall::StallGuard::new(stream, STALL_LIMIT),
+    ));
+    let service = service_fn(move |req| {
+        let station = Arc::clone(&station);
+        async move { Ok::<_, Infallible>(routes::handle(req, &station)) }
+    });
+    // One request per connection: a listener must come on a fresh connection, whose head the
+    // accept path reads (a browser reuses a kept-alive page connection for its audio element).
+    let conn = http1::Builder::new()
+        .title_case_headers(true)
+        .keep_alive(false)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = cancel.cancelled() => {
+            // Lets a request in flight finish; an event stream ends when its sender does.
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(e) = result
+        && !e.is_incomplete_message()
+    {
+        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
     }
 }

@@ -2,15 +2,14 @@
 //! index page. Every response carries the CORS headers web players need.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
-use super::listener::{ListenerRequest, ListenerStream};
+use super::request::range_probe;
 use super::status;
-use super::{Body, Conn, admin, api};
-use crate::ring::Next;
+use super::{Body, admin, api};
+use crate::ring::Window;
 use crate::station::{Mount, Station};
 
 /// Headers a browser player may send, and the ICY headers its scripts may read.
@@ -18,22 +17,15 @@ const CORS_ALLOW_HEADERS: &str = "Origin, Accept, Content-Type, Icy-MetaData, Ra
 const CORS_EXPOSE_HEADERS: &str =
     "Icy-MetaInt, Icy-Br, Icy-Description, Icy-Genre, Icy-Name, Icy-Pub, Icy-Url, Ice-Audio-Info";
 const SERVER: &str = concat!("onair/", env!("CARGO_PKG_VERSION"));
-/// Largest `Range` probe answered with 206 (Safari asks for `bytes=0-1`).
-const MAX_PROBE_BYTES: u64 = 64 * 1024;
 
 /// Answers one request.
-pub fn handle(
-    req: Request<hyper::body::Incoming>,
-    station: &Arc<Station>,
-    conn: &Conn,
-) -> Response<Body> {
-    let started = Instant::now();
+pub fn handle(req: Request<hyper::body::Incoming>, station: &Arc<Station>) -> Response<Body> {
     let path = req.uri().path();
     let mut resp = if req.method() == Method::OPTIONS {
         preflight()
     } else if let Some(mount) = station.mount(path) {
         match *req.method() {
-            Method::GET | Method::HEAD => mount_response(&req, station, mount, conn, started),
+            Method::GET | Method::HEAD => mount_response(&req, station, mount),
             _ => method_not_allowed("GET, HEAD, OPTIONS"),
         }
     } else {
@@ -76,12 +68,7 @@ pub fn handle(
             _ => method_not_allowed("GET, HEAD, OPTIONS"),
         }
     };
-    let h = resp.headers_mut();
-    h.insert(header::SERVER, HeaderValue::from_static(SERVER));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    common_headers(resp.headers_mut());
     if req.method() == Method::HEAD {
         *resp.body_mut() = Body::empty();
     }
@@ -90,73 +77,61 @@ pub fn handle(
 
 fn mount_response(
     req: &Request<hyper::body::Incoming>,
-    station: &Arc<Station>,
+    station: &Station,
     mount: &Arc<Mount>,
-    conn: &Conn,
-    started: Instant,
 ) -> Response<Body> {
     let wants_icy = req
         .headers()
         .get("icy-metadata")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim() == "1");
-    let probe = range_probe(req);
+        .is_some_and(|v| v.as_bytes().trim_ascii() == b"1");
+    let probe = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| range_probe(v.as_bytes()));
     let mut resp = Response::new(Body::empty());
     // Icecast answers listeners in HTTP/1.0 style: no length, no chunking, the end of the stream is
     // the end of the connection. Every player copes with that; some choke on chunked audio.
     *resp.version_mut() = Version::HTTP_10;
-    stream_headers(&mut resp, station, mount, wants_icy && probe.is_none());
+    stream_headers(
+        resp.headers_mut(),
+        station,
+        mount,
+        wants_icy && probe.is_none(),
+    );
     if req.method() == Method::HEAD {
         return resp;
     }
     if let Some(len) = probe {
         return probe_response(resp, mount, len);
     }
-    let header = |name: header::HeaderName| {
-        req.headers()
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_default()
-    };
-    let request = ListenerRequest {
-        request_line: format!(
-            "{} {} {:?}",
-            req.method(),
-            req.uri()
-                .path_and_query()
-                .map_or(req.uri().path(), |p| p.as_str()),
-            req.version()
-        ),
-        user_agent: header(header::USER_AGENT),
-        referer: header(header::REFERER),
-        icy: wants_icy,
-        connected: started,
-    };
-    let Some(stream) = ListenerStream::admit(mount, station, conn, request) else {
-        station
-            .metrics
-            .listener_disconnects
-            .with_label_values(&[&mount.config.path, crate::metrics::Disconnect::Full.label()])
-            .inc();
-        tracing::warn!(mount = %mount.config.path, listener = %conn.peer, limit = mount.config.max_listeners, "mount full; refusing listener");
-        let mut full = text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain; charset=utf-8",
-            "mount is full, retry later\n".into(),
-        );
-        full.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-        return full;
-    };
-    *resp.body_mut() = Body::Stream(Box::new(stream));
-    resp
+    // Listeners are answered by the accept path before hyper sees them (`request::dispatch`),
+    // on a fresh connection: hyper connections are not kept alive. Reaching here means a request
+    // that path could not parse but hyper could; the player retries on a new connection.
+    let mut retry = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/plain; charset=utf-8",
+        "reconnect to listen\n".into(),
+    );
+    retry
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    retry
 }
 
-fn stream_headers(resp: &mut Response<Body>, station: &Station, mount: &Mount, icy: bool) {
+/// Headers on every response: who we are, and that any page may play or read us.
+pub(super) fn common_headers(h: &mut HeaderMap) {
+    h.insert(header::SERVER, HeaderValue::from_static(SERVER));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+}
+
+/// The headers of a listener's response (and of a `HEAD` of a mount).
+pub(super) fn stream_headers(h: &mut HeaderMap, station: &Station, mount: &Mount, icy: bool) {
     let s = &station.config.station;
     let audio = station.config.audio;
     let m = &mount.config;
-    let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(mount.content_type),
@@ -205,28 +180,17 @@ fn stream_headers(resp: &mut Response<Body>, station: &Station, mount: &Mount, i
     }
 }
 
-/// `Range: bytes=0-N` with a small N: a media probe (Safari), not a listener.
-fn range_probe(req: &Request<hyper::body::Incoming>) -> Option<u64> {
-    let v = req.headers().get(header::RANGE)?.to_str().ok()?;
-    let (start, end) = v.trim().strip_prefix("bytes=")?.split_once('-')?;
-    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
-    (start == 0 && end < MAX_PROBE_BYTES).then_some(end + 1)
-}
-
 fn probe_response(mut resp: Response<Body>, mount: &Arc<Mount>, len: u64) -> Response<Body> {
-    let mut cursor = mount.ring.cursor(len as usize * 2 + 8192);
-    let mut frames = Vec::new();
+    let start = mount.ring.burst_start(len as usize * 2 + 8192);
+    let mut window = Window::starting_at(start);
+    window.sync(&mount.ring);
     let mut data = Vec::with_capacity(len as usize);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    while (data.len() as u64) < len {
-        match cursor.poll_batch(&mut cx, &mut frames, 16) {
-            std::task::Poll::Ready(Next::Frames) => {
-                for f in frames.drain(..) {
-                    data.extend_from_slice(&f.data);
-                }
-            }
-            _ => break,
-        }
+    let mut seq = start;
+    while let Some(f) = window.get(seq)
+        && (data.len() as u64) < len
+    {
+        data.extend_from_slice(&f.data);
+        seq += 1;
     }
     data.truncate(len as usize);
     *resp.status_mut() = StatusCode::PARTIAL_CONTENT;

@@ -1,11 +1,9 @@
-//! A socket wrapper that fails a write that has made no progress for too long. A listener whose
-//! player stopped reading (paused, suspended laptop, dead NAT path) would otherwise hold its slot and
-//! its socket forever, because nothing is ever read from a listener connection.
+//! A socket wrapper that fails a write that has made no progress for too long. A client that
+//! stopped reading an endless response (an event stream of a suspended laptop, a dead NAT path)
+//! would otherwise hold its socket and its task forever.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,18 +17,15 @@ pub struct StallGuard<T> {
     /// Armed when a write first returns Pending; allocated once, on the first stall.
     deadline: Option<Pin<Box<Sleep>>>,
     armed: bool,
-    /// Raised when the limit is hit.
-    stalled: Arc<AtomicBool>,
 }
 
 impl<T> StallGuard<T> {
-    pub fn new(inner: T, limit: Duration, stalled: Arc<AtomicBool>) -> Self {
+    pub fn new(inner: T, limit: Duration) -> Self {
         StallGuard {
             inner,
             limit,
             deadline: None,
             armed: false,
-            stalled,
         }
     }
 
@@ -50,7 +45,6 @@ impl<T> StallGuard<T> {
                     self.armed = true;
                 }
                 if sleep.as_mut().poll(cx).is_ready() {
-                    self.stalled.store(true, Ordering::Relaxed);
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "client stopped reading",

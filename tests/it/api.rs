@@ -217,8 +217,14 @@ async fn counts_and_peaks_are_exact_and_the_access_log_records_each_listener() {
         .await
         .unwrap();
     ls.pop();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let now = nowplaying(&server).await;
+    // A listener that leaves is noticed at its next write (within about a second), when the
+    // socket reports the close.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut now = nowplaying(&server).await;
+    while now["mounts"][0]["listeners"] != 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = nowplaying(&server).await;
+    }
     assert_eq!(now["mounts"][0]["listeners"], 2);
     assert_eq!(now["mounts"][0]["listener_peak"], 3);
     let text = std::fs::read_to_string(&log).unwrap();
@@ -231,10 +237,7 @@ async fn counts_and_peaks_are_exact_and_the_access_log_records_each_listener() {
         lines[0]
     );
     assert!(lines[0].contains("\"Counter/2\""), "{}", lines[0]);
-    assert!(
-        lines[0].ends_with(" 0"),
-        "seconds connected at the end: {}",
-        lines[0]
-    );
+    let seconds: u64 = lines[0].rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(seconds <= 5, "seconds connected at the end: {}", lines[0]);
     server.shutdown().await.unwrap();
 }
