@@ -215,6 +215,13 @@ struct Slot {
     /// When they were recorded, microseconds since the run began.
     win0_us: AtomicU64,
     win1_us: AtomicU64,
+    /// Byte count and time (µs since the run began) right after the first and the latest read
+    /// that brought data inside the window (u64::MAX = none yet): the bitrate between two
+    /// arrivals is exact whatever the server's write batching, where the edges cut a batch.
+    arr0: AtomicU64,
+    arr0_us: AtomicU64,
+    arr1: AtomicU64,
+    arr1_us: AtomicU64,
     /// Microseconds from the start of `connect` to the first body byte (0 = none).
     ttfb_us: AtomicU32,
     /// Microseconds from the start of `connect` to `--burst-bytes` body bytes (0 = none).
@@ -496,6 +503,19 @@ fn record_edge(shared: &Shared, slot: &Slot, phase: u8) {
     }
 }
 
+/// Records a read inside the window (see `Slot::arr0`).
+fn record_arrival(shared: &Shared, slot: &Slot) {
+    let b = slot.bytes.load(Ordering::Relaxed);
+    let at = shared.epoch.elapsed().as_micros() as u64;
+    if slot.arr0.load(Ordering::Relaxed) == u64::MAX {
+        slot.arr0.store(b, Ordering::Relaxed);
+        slot.arr0_us.store(at, Ordering::Relaxed);
+    } else {
+        slot.arr1.store(b, Ordering::Relaxed);
+        slot.arr1_us.store(at, Ordering::Relaxed);
+    }
+}
+
 /// Drains everything the socket holds now. `Err(state)` when the connection ended.
 ///
 /// Reads with `recv(MSG_DONTWAIT)` on the descriptor, not through tokio: tokio's `try_read` answers
@@ -545,6 +565,7 @@ async fn stream_fast(
     let burst = shared.cfg.burst_bytes;
     let mut burst_done = burst == 0;
     let mut lowat_set = false;
+    let mut in_window = false;
     loop {
         tokio::select! {
             biased;
@@ -560,6 +581,7 @@ async fn stream_fast(
                 if p >= 2 {
                     return st::HELD;
                 }
+                in_window = p == 1;
             }
             ready = stream.readable() => {
                 if ready.is_err() {
@@ -575,6 +597,9 @@ async fn stream_fast(
                         ReadOutcome::Eof => return st::CLOSED,
                         ReadOutcome::Err(_) => return st::BROKEN,
                     }
+                }
+                if in_window {
+                    record_arrival(shared, slot);
                 }
                 if !burst_done && slot.bytes.load(Ordering::Relaxed) >= burst {
                     burst_done = true;
@@ -763,6 +788,7 @@ fn report(shared: &Shared, slow_set: &[bool], m: &Measure) {
     let mut http_codes: Vec<u32> = Vec::new();
     let mut other_errnos: Vec<u32> = Vec::new();
     let mut kbps = Vec::new();
+    let mut edge_kbps = Vec::new();
     let mut slow_kbps = Vec::new();
     let mut ttfb = Vec::new();
     let mut burst = Vec::new();
@@ -792,10 +818,24 @@ fn report(shared: &Shared, slow_set: &[bool], m: &Measure) {
                     .saturating_sub(s.win0_us.load(Ordering::Relaxed))
                     as f64
                     / 1e6;
-                let k = if w0 == u64::MAX || w1 == u64::MAX || w1 < w0 || secs <= 0.0 {
+                let edge_k = if w0 == u64::MAX || w1 == u64::MAX || w1 < w0 || secs <= 0.0 {
                     0.0
                 } else {
                     (w1 - w0) as f64 * 8.0 / 1000.0 / secs
+                };
+                let (a0, a1) = (s.arr0.load(Ordering::Relaxed), s.arr1.load(Ordering::Relaxed));
+                let arr_secs = s
+                    .arr1_us
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(s.arr0_us.load(Ordering::Relaxed))
+                    as f64
+                    / 1e6;
+                // Between arrivals when they span at least half the window; a listener that got
+                // little or nothing in the window is judged by the edges.
+                let k = if a0 != u64::MAX && a1 != u64::MAX && a1 >= a0 && arr_secs >= secs / 2.0 {
+                    (a1 - a0) as f64 * 8.0 / 1000.0 / arr_secs
+                } else {
+                    edge_k
                 };
                 if slow {
                     slow_held += 1;
@@ -807,6 +847,7 @@ fn report(shared: &Shared, slow_set: &[bool], m: &Measure) {
                     below += 1;
                 }
                 kbps.push(k);
+                edge_kbps.push(edge_k);
             }
             st::CLOSED | st::BROKEN => {
                 if slow {
@@ -839,6 +880,7 @@ fn report(shared: &Shared, slow_set: &[bool], m: &Measure) {
     }
     let failed = refused + reset + timeout + http + other;
     let kbps = sorted(kbps);
+    let edge_kbps = sorted(edge_kbps);
     let slow_kbps = sorted(slow_kbps);
     let ttfb = sorted(ttfb);
     let burst = sorted(burst);
@@ -919,6 +961,14 @@ fn report(shared: &Shared, slow_set: &[bool], m: &Measure) {
         pct(&kbps, 50.0),
         expect,
         below
+    );
+    let _ = writeln!(
+        t,
+        "     (between each listener's first and last arrival in the window; edge to edge, which\n      \
+         cuts the server's write batches: min {:.1}  p1 {:.1}  median {:.1})",
+        pct(&edge_kbps, 0.0),
+        pct(&edge_kbps, 1.0),
+        pct(&edge_kbps, 50.0),
     );
     let _ = writeln!(
         t,
@@ -1097,6 +1147,8 @@ async fn run(cfg: Config, nofile: u64) {
         .map(|_| Slot {
             win0: AtomicU64::new(u64::MAX),
             win1: AtomicU64::new(u64::MAX),
+            arr0: AtomicU64::new(u64::MAX),
+            arr1: AtomicU64::new(u64::MAX),
             ..Slot::default()
         })
         .collect();
