@@ -96,6 +96,41 @@ fn encode(c: &mut Criterion) {
     g.finish();
 }
 
+/// The whole chain one mount costs the pipeline thread: decode, convert to the station's
+/// 44.1 kHz stereo (a no-op for the 44.1 kHz file, a resample for the 48 kHz one), encode 128k.
+fn chain(c: &mut Criterion) {
+    let mut g = c.benchmark_group("chain");
+    let audio = Audio {
+        sample_rate: 44_100,
+        channels: 2,
+    };
+    for (name, file, secs) in [
+        ("mp3_44k_to_mp3_128k", "01-cbr128.mp3", 20.0),
+        ("mp3_48k_to_mp3_128k", "02-vbr48k-utf8.mp3", 18.0),
+    ] {
+        let bytes = fixture(file);
+        g.throughput(Throughput::Elements(secs as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let (mut d, _) = TrackDecoder::open(bytes.clone()).expect("opens");
+                let mut conv =
+                    Converter::new(d.sample_rate(), d.channels(), 44_100, 2).expect("converter");
+                let mut enc = Mp3Encoder::new(audio, 128).expect("encoder");
+                let (mut pcm, mut converted, mut frames) = (Vec::new(), Vec::new(), Vec::new());
+                while d.next_packet(&mut pcm) {
+                    conv.process(&pcm, &mut converted).expect("convert");
+                    enc.encode(&converted, &mut frames).expect("encode");
+                    pcm.clear();
+                    converted.clear();
+                    frames.clear();
+                }
+                black_box(d.errors())
+            })
+        });
+    }
+    g.finish();
+}
+
 /// One fan-out turn for 1,000 listeners with ICY metadata: half a second of 128 kbps frames
 /// (19 × 418 bytes) published, the window refreshed, and each listener's vectored write planned
 /// and "written" to a sink. The user-space cost per listener per write, without the syscall.
@@ -128,6 +163,6 @@ fn fanout(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).measurement_time(std::time::Duration::from_secs(3));
-    targets = decode, resample, encode, fanout
+    targets = decode, resample, encode, chain, fanout
 }
 criterion_main!(benches);
