@@ -96,14 +96,25 @@ struct OpusDecoder {
 }
 
 impl OpusDecoder {
-    fn new(channels: usize, pre_skip: usize) -> Result<OpusDecoder, DecodeError> {
+    /// `head` is the OpusHead packet, whose output gain RFC 7845 says a player must apply.
+    fn new(
+        channels: usize,
+        pre_skip: usize,
+        head: Option<&[u8]>,
+    ) -> Result<OpusDecoder, DecodeError> {
         let layout = if channels == 1 {
             ropus::Channels::Mono
         } else {
             ropus::Channels::Stereo
         };
-        let decoder = ropus::Decoder::new(48_000, layout)
+        let mut decoder = ropus::Decoder::new(48_000, layout)
             .map_err(|e| DecodeError::Corrupt(format!("opus: {e}")))?;
+        let gain = head.map_or(0, opus_output_gain);
+        if gain != 0 {
+            decoder
+                .set_gain(i32::from(gain))
+                .map_err(|e| DecodeError::Corrupt(format!("opus output gain {gain}: {e}")))?;
+        }
         Ok(OpusDecoder {
             decoder,
             channels,
@@ -138,6 +149,15 @@ impl OpusDecoder {
         let end = frames.saturating_sub(trim_end).max(start);
         out.extend_from_slice(&self.scratch[start * ch..end * ch]);
         true
+    }
+}
+
+/// The output gain of an OpusHead packet, in Q7.8 dB (bytes 16–17, little-endian); 0 when the
+/// packet is too short to hold one.
+fn opus_output_gain(head: &[u8]) -> i16 {
+    match head.get(16..18) {
+        Some(&[lo, hi]) => i16::from_le_bytes([lo, hi]),
+        _ => 0,
     }
 }
 
@@ -194,7 +214,8 @@ impl TrackDecoder {
                 .as_ref()
                 .map_or(2, |c| c.count())
                 .clamp(1, 2);
-            let decoder = OpusDecoder::new(channels, pre_skip as usize)?;
+            let decoder =
+                OpusDecoder::new(channels, pre_skip as usize, params.extra_data.as_deref())?;
             (
                 Codec::Opus(Box::new(decoder)),
                 "opus".to_string(),
@@ -455,6 +476,54 @@ mod tests {
         assert_eq!(pcm.len(), 15 * 48_000 * 2);
         let rms = (pcm.iter().map(|s| s * s).sum::<f32>() / pcm.len() as f32).sqrt();
         assert!(rms > 0.03 && rms < 0.12, "rms {rms}");
+    }
+
+    /// Rewrites the output gain in an Ogg Opus file's OpusHead (the first page) and fixes the
+    /// page's CRC, as an encoder with `--gain` would have written it.
+    fn with_opus_gain(mut ogg: Vec<u8>, gain_q8: i16) -> Vec<u8> {
+        assert_eq!(&ogg[..4], b"OggS");
+        let segments = usize::from(ogg[26]);
+        let body = 27 + segments;
+        let page_len = body + ogg[27..body].iter().map(|&l| usize::from(l)).sum::<usize>();
+        assert_eq!(&ogg[body..body + 8], b"OpusHead");
+        ogg[body + 16..body + 18].copy_from_slice(&gain_q8.to_le_bytes());
+        ogg[22..26].fill(0);
+        // Ogg's CRC-32: polynomial 0x04c11db7, no reflection, initial 0, no final xor.
+        let mut crc = 0u32;
+        for &b in &ogg[..page_len] {
+            crc ^= u32::from(b) << 24;
+            for _ in 0..8 {
+                crc = if crc & 0x8000_0000 != 0 {
+                    (crc << 1) ^ 0x04c1_1db7
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        ogg[22..26].copy_from_slice(&crc.to_le_bytes());
+        ogg
+    }
+
+    #[test]
+    fn opus_output_gain_is_applied() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/media/07-opus.opus"
+        );
+        let original = std::fs::read(path).unwrap();
+        let rms = |bytes: Vec<u8>| {
+            let (mut d, _) = TrackDecoder::open(Bytes::from(bytes)).unwrap();
+            let mut pcm = Vec::new();
+            while d.next_packet(&mut pcm) {}
+            assert_eq!(d.errors(), 0);
+            (pcm.iter().map(|s| s * s).sum::<f32>() / pcm.len() as f32).sqrt()
+        };
+        let plain = rms(with_opus_gain(original.clone(), 0));
+        // -6.02 dB halves the amplitude.
+        let quieter = rms(with_opus_gain(original, -1541));
+        let ratio = quieter / plain;
+        assert!((ratio - 0.5).abs() < 0.01, "ratio {ratio}");
+        assert_eq!(opus_output_gain(&[0; 10]), 0);
     }
 
     #[test]
