@@ -47,6 +47,22 @@ pub trait Catalog: Send + Sync + 'static {
     fn fetch(&self, track: &TrackRef) -> impl Future<Output = Result<Bytes, CatalogError>> + Send;
     /// Where the library lives, for logs and status.
     fn describe(&self) -> String;
+    /// Where a fetch of `track` would be served from now, so the scheduler can prefer tracks
+    /// that do not depend on storage while it is slow or down.
+    fn availability(&self, _track: &TrackRef) -> Availability {
+        Availability::Local
+    }
+}
+
+/// Where a fetch would be served from (see [`Catalog::availability`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// From local disk: a local folder or a cache hit. Fast whatever storage does.
+    Local,
+    /// From storage, which answered last time.
+    Storage,
+    /// From storage, which is down: the fetch fails at once.
+    Down,
 }
 
 /// The library the config asks for: one type for the scheduler whichever the storage.
@@ -105,6 +121,13 @@ impl Catalog for Library {
         match self {
             Library::Local(c) => c.describe(),
             Library::S3(c) => c.describe(),
+        }
+    }
+
+    fn availability(&self, track: &TrackRef) -> Availability {
+        match self {
+            Library::Local(c) => c.availability(track),
+            Library::S3(c) => c.availability(track),
         }
     }
 }
