@@ -334,10 +334,12 @@ async fn starting_during_an_outage_warm_and_cold() {
         settings: warm_lib.settings.clone(),
         cache: tempfile::tempdir().unwrap(),
     };
+    // Uploaded, never cached: listed again once storage is back, without waiting for the rescan.
+    warm_lib.put("d.mp3", "12-loud.mp3").await;
     let down = Down::start(Outage::Kill);
 
     let started = Instant::now();
-    let warm = TestServer::start(warm_lib.config("", "")).await;
+    let warm = TestServer::start(warm_lib.config("rescan = \"60s\"", "")).await;
     warm.wait_ready().await;
     eprintln!(
         "MEASURE warm start with storage down: ready after {:.2?}",
@@ -388,8 +390,29 @@ async fn starting_during_an_outage_warm_and_cold() {
     let m = get_text(cold.url("/metrics")).await.1;
     assert_eq!(metric(&m, "onair_storage_up"), Some(0.0));
 
+    let tracks = |m: &str| metric(m, "onair_library_tracks");
+    let m = get_text(warm.url("/metrics")).await.1;
+    assert_eq!(
+        tracks(&m),
+        Some(TRACKS.len() as f64),
+        "only the cached tracks"
+    );
+
     down.repair().await;
     let repaired = Instant::now();
+    until(
+        Duration::from_secs(10),
+        "the warm radio lists d.mp3",
+        || async {
+            let m = get_text(warm.url("/metrics")).await.1;
+            (tracks(&m) == Some(TRACKS.len() as f64 + 1.0)).then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "MEASURE warm radio (rescan 60 s): full listing back {:.2?} after the gateway restart",
+        repaired.elapsed()
+    );
     cold.wait_ready().await;
     eprintln!(
         "MEASURE cold start: ready {:.2?} after the gateway restart",

@@ -257,6 +257,10 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         }
     }
 
+    fn relist_after(&self) -> Option<Duration> {
+        self.storage_down().then_some(self.shared.retry_after)
+    }
+
     fn describe(&self) -> String {
         format!(
             "{} (cache {})",

@@ -9,6 +9,7 @@ pub mod local;
 pub mod s3;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -51,6 +52,11 @@ pub trait Catalog: Send + Sync + 'static {
     /// that do not depend on storage while it is slow or down.
     fn availability(&self, _track: &TrackRef) -> Availability {
         Availability::Local
+    }
+    /// While storage is down, how soon to list again, whatever the rescan interval: listing is
+    /// what notices storage is back and brings back the tracks that are not cached.
+    fn relist_after(&self) -> Option<Duration> {
+        None
     }
 }
 
@@ -128,6 +134,13 @@ impl Catalog for Library {
         match self {
             Library::Local(c) => c.availability(track),
             Library::S3(c) => c.availability(track),
+        }
+    }
+
+    fn relist_after(&self) -> Option<Duration> {
+        match self {
+            Library::Local(c) => c.relist_after(),
+            Library::S3(c) => c.relist_after(),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The library listing, refreshed by a task of its own every `rescan` (or sooner when the
-//! scheduler has nothing to play), so that a slow or hanging listing never stands between the
+//! The library listing, refreshed by a task of its own every `rescan` (sooner when the
+//! scheduler has nothing to play, and every `retry_after` while storage is down), so that a slow or hanging listing never stands between the
 //! pipeline and its next track: the scheduler takes the newest result when it picks, without
 //! waiting. This task owns the listing's logs (once per change) and metrics.
 
@@ -30,6 +30,9 @@ pub(super) fn spawn<C: Catalog>(
     tokio::spawn(async move {
         let mut failing = false;
         loop {
+            // A listing made while storage is down comes from the cache: if storage returns
+            // meanwhile, the full listing must still come soon, not a rescan later.
+            let down_before = catalog.relist_after();
             let result = tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = catalog.list() => r.map_err(|e| e.to_string()),
@@ -60,12 +63,17 @@ pub(super) fn spawn<C: Catalog>(
                 _ = tokio::time::sleep(MIN_INTERVAL) => {}
             }
             // With rescans off, the library is listed again only when the scheduler asks
-            // (nothing playable).
+            // (nothing playable) or storage is down.
+            let interval = match (rescan.is_zero(), catalog.relist_after().or(down_before)) {
+                (false, Some(retry)) => Some(rescan.min(retry)),
+                (true, Some(retry)) => Some(retry),
+                (false, None) => Some(rescan),
+                (true, None) => None,
+            };
             let due = async {
-                match rescan.checked_sub(MIN_INTERVAL) {
-                    Some(rest) if !rescan.is_zero() => tokio::time::sleep(rest).await,
-                    _ if !rescan.is_zero() => {}
-                    _ => std::future::pending().await,
+                match interval {
+                    Some(i) => tokio::time::sleep(i.saturating_sub(MIN_INTERVAL)).await,
+                    None => std::future::pending().await,
                 }
             };
             tokio::select! {

@@ -96,9 +96,14 @@ fn config_text(library: &Path, extra: &str, secrets: Secrets) -> Config {
     config_with_library(&library, extra, secrets)
 }
 
-/// A test config whose `[library]` section holds `library` (TOML lines; `rescan = "1s"` is
-/// added), with extra TOML appended (mounts etc.; one default mount if it has none).
+/// A test config whose `[library]` section holds `library` (TOML lines; `rescan = "1s"` unless
+/// they set it), with extra TOML appended (mounts etc.; one default mount if it has none).
 pub fn config_with_library(library: &str, extra: &str, secrets: Secrets) -> Config {
+    let library = if library.contains("rescan") {
+        library.to_owned()
+    } else {
+        format!("rescan = \"1s\"\n{library}")
+    };
     let text = format!(
         r#"
 [station]
@@ -110,7 +115,6 @@ url = "https://test.example"
 listen = "127.0.0.1:0"
 shutdown_grace = "1s"
 [library]
-rescan = "1s"
 {library}
 {extra}
 "#
