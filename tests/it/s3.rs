@@ -145,3 +145,34 @@ async fn uploads_deletions_and_corrupt_objects_while_on_air() {
     assert_eq!(got.len(), 64 * 1024, "the stream stopped");
     server.shutdown().await.unwrap();
 }
+
+/// The radio on the gateway's https endpoint, trusting the throwaway CA of scripts/ceph.sh
+/// through `ca_file`.
+#[tokio::test]
+async fn plays_over_https_with_a_private_ca() {
+    let Some(lib) = S3Library::upload("radio-tls", &[("a.mp3", "01-cbr128.mp3")]).await else {
+        return;
+    };
+    let endpoint = std::env::var("ONAIR_CEPH_HTTPS_ENDPOINT").unwrap_or_default();
+    let ca = std::env::var("ONAIR_CEPH_CA_FILE").unwrap_or_default();
+    if endpoint.is_empty() || ca.is_empty() {
+        eprintln!("SKIPPED: the test cluster has no https endpoint (no openssl?)");
+        return;
+    }
+    let mut settings = lib.settings.clone();
+    settings.endpoint = endpoint;
+    let tls = S3Library {
+        catalog: lib.catalog.clone(),
+        settings,
+        cache: tempfile::tempdir().unwrap(),
+    };
+    let server = TestServer::start(tls.config(&format!("ca_file = \"{ca}\""), "")).await;
+    server.wait_ready().await;
+    assert_eq!(on_air(&server).await.0.as_deref(), Some("a.mp3"));
+    let m = get_text(server.url("/metrics")).await.1;
+    assert!(
+        metric(&m, "onair_cache_fetched_bytes_total").unwrap_or(0.0) > 0.0,
+        "fetched over https"
+    );
+    server.shutdown().await.unwrap();
+}
