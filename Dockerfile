@@ -34,6 +34,15 @@ RUN touch src/main.rs src/lib.rs \
     && strip --strip-debug /usr/local/bin/onair
 
 FROM ${BASE_IMAGE}
+# CA roots, for an S3 library on an https:// endpoint (rustls reads the system bundle). Installed
+# only when the base lacks them, so a base that has them builds with no network
+# (scripts/container-smoke.sh). Not pinned: the roots must follow Debian's updates.
+# hadolint ignore=DL3008
+RUN if [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends ca-certificates \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 # A fixed non-root UID/GID (10001), as the Kubernetes manifests expect (runAsUser: 10001).
 # /var/cache/onair: the cache mount point, writable by that user when nothing is mounted there.
 RUN groupadd --system --gid 10001 onair \

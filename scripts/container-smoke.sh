@@ -23,8 +23,10 @@ ROOT=$PWD
 CACHE=${ONAIR_CACHE:-$HOME/.cache/onair}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/onair/target}
 IMAGE=${ONAIR_IMAGE:-localhost/onair:latest}
-BASE_IMAGE=localhost/onair-base:bookworm
-BASE_TAR=$CACHE/debian-bookworm-minbase.tar
+BASE_IMAGE=localhost/onair-base:bookworm-ca
+# minbase plus ca-certificates, which the image needs for https:// S3 endpoints: the build has no
+# network, so the Dockerfile finds them in the base instead of installing them.
+BASE_TAR=$CACHE/debian-bookworm-minbase-ca.tar
 MIRROR=${ONAIR_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 APP_UID=10001
 BYTES_PER_SEC=16000 # /radio.mp3 is 128 kbit/s CBR
@@ -98,10 +100,10 @@ strip --strip-debug -o "$WORK/builder/usr/local/bin/onair" "$bin"
 # ---- base image: debian bookworm minbase, from a cached debootstrap tarball ----------------------
 if ! pm image exists "$BASE_IMAGE"; then
     if [ ! -s "$BASE_TAR" ]; then
-        say "debootstrap --variant=minbase bookworm (about 70 s, cached in $BASE_TAR)"
+        say "debootstrap --variant=minbase --include=ca-certificates bookworm (about 70 s, cached in $BASE_TAR)"
         mkdir -p "$CACHE"
         rootfs=$WORK/rootfs
-        timeout 900 debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
+        timeout 900 debootstrap --variant=minbase --include=ca-certificates bookworm "$rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
             {
                 tail -30 "$WORK/debootstrap.log" >&2
                 fail "debootstrap"

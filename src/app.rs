@@ -12,9 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audio::clock::Clock;
+use crate::catalog::{Catalog as _, Library};
 use crate::config::Config;
 use crate::fanout::Fanout;
-use crate::metrics::Metrics;
+use crate::metrics::{CacheStats, Metrics};
 use crate::pipeline::Pipeline;
 use crate::station::Station;
 
@@ -53,11 +54,27 @@ pub async fn run_with(
     let access_log = crate::http::access_log::AccessLog::open(config.server.access_log.as_deref())
         .with_context(|| format!("opening the access log {:?}", config.server.access_log))?;
     let station = Station::new(Arc::clone(&config), Metrics::new(), access_log);
-    let catalog = crate::catalog::from_config(&config.library);
+    let catalog = Library::open(&config.library)
+        .await
+        .context("setting up the library")?;
+    if let Library::S3(cached) = &catalog {
+        let cached = cached.clone();
+        station.metrics.watch_cache(move || CacheStats {
+            hits: cached.hits(),
+            misses: cached.misses(),
+            served_bytes: cached.hit_bytes(),
+            fetched_bytes: cached.fetched_bytes(),
+            size_bytes: cached.cached_bytes(),
+            storage_up: !cached.storage_down(),
+            storage_failures: cached.storage_errors(),
+        });
+    }
+    tracing::info!(library = %catalog.describe(), prefetch = config.library.prefetch, "library");
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
 
-    // One track waits in the channel while the scheduler prepares the next: two ahead at most.
+    // The pipeline takes tracks from a channel of one, so `up next` is always the track in it;
+    // the scheduler keeps the rest of the prefetch in its own queue.
     let (track_tx, track_rx) = mpsc::channel(1);
     let pipeline = Pipeline::spawn(Arc::clone(&station), track_rx, options.clock)
         .context("starting the audio pipeline")?;

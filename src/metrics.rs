@@ -1,6 +1,12 @@
 //! Every Prometheus metric name in one place. One [`Metrics`] is created per `run()` with its own
-//! registry (no globals), so tests can run several radios in one process.
+//! registry (no globals), so tests can run several radios in one process. Most values are pushed
+//! by the stage that sees them; the disk cache and storage state of an S3 library are read at
+//! each scrape instead ([`Metrics::watch_cache`]), since their owner keeps its own counters.
 
+use std::sync::Mutex;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -220,6 +226,120 @@ impl Metrics {
     }
 }
 
+/// What an S3 library's disk cache and storage report, read at every scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub served_bytes: u64,
+    pub fetched_bytes: u64,
+    pub size_bytes: u64,
+    pub storage_up: bool,
+    pub storage_failures: u64,
+}
+
+impl Metrics {
+    /// Exports the cache and storage series, reading them from `read` at every scrape. Only an
+    /// S3 library has them, so a local radio does not show series that would stay at zero.
+    pub fn watch_cache(&self, read: impl Fn() -> CacheStats + Send + Sync + 'static) {
+        let counter = |name: &str, help: &str| must(IntCounter::new(name, help));
+        let gauge = |name: &str, help: &str| must(IntGauge::new(name, help));
+        let collector = CacheCollector {
+            read: Box::new(read),
+            scrape: Mutex::new(()),
+            hits: counter(
+                "onair_cache_hits_total",
+                "Track fetches served from the disk cache",
+            ),
+            misses: counter(
+                "onair_cache_misses_total",
+                "Track fetches not in the disk cache (sent to storage, or refused while it is down)",
+            ),
+            served_bytes: counter(
+                "onair_cache_served_bytes_total",
+                "Track bytes served from the disk cache",
+            ),
+            fetched_bytes: counter(
+                "onair_cache_fetched_bytes_total",
+                "Track bytes fetched from storage (and then cached)",
+            ),
+            size_bytes: gauge(
+                "onair_cache_size_bytes",
+                "Bytes of tracks in the disk cache",
+            ),
+            storage_up: gauge(
+                "onair_storage_up",
+                "1 while storage answers; 0 while it is down and the radio plays from its disk cache",
+            ),
+            storage_failures: counter(
+                "onair_storage_failed_requests_total",
+                "Storage requests that failed: listings, fetches and background probes while down",
+            ),
+        };
+        must(self.registry.register(Box::new(collector)));
+    }
+}
+
+/// Turns a [`CacheStats`] reading into metric families at scrape time.
+struct CacheCollector {
+    read: Box<dyn Fn() -> CacheStats + Send + Sync>,
+    /// Counters are rebuilt from the reading (reset, then incremented): two scrapes at once
+    /// must not interleave that.
+    scrape: Mutex<()>,
+    hits: IntCounter,
+    misses: IntCounter,
+    served_bytes: IntCounter,
+    fetched_bytes: IntCounter,
+    size_bytes: IntGauge,
+    storage_up: IntGauge,
+    storage_failures: IntCounter,
+}
+
+impl CacheCollector {
+    fn counters(&self) -> [&IntCounter; 5] {
+        [
+            &self.hits,
+            &self.misses,
+            &self.served_bytes,
+            &self.fetched_bytes,
+            &self.storage_failures,
+        ]
+    }
+}
+
+impl Collector for CacheCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut descs: Vec<&Desc> = self.counters().into_iter().flat_map(|c| c.desc()).collect();
+        descs.extend(self.size_bytes.desc());
+        descs.extend(self.storage_up.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let s = (self.read)();
+        let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        let values = [
+            s.hits,
+            s.misses,
+            s.served_bytes,
+            s.fetched_bytes,
+            s.storage_failures,
+        ];
+        let mut families = Vec::new();
+        for (counter, value) in self.counters().into_iter().zip(values) {
+            counter.reset();
+            counter.inc_by(value);
+            families.extend(counter.collect());
+        }
+        self.size_bytes
+            .set(i64::try_from(s.size_bytes).unwrap_or(i64::MAX));
+        self.storage_up.set(i64::from(s.storage_up));
+        families.extend(self.size_bytes.collect());
+        families.extend(self.storage_up.collect());
+        families
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
@@ -246,5 +366,42 @@ mod tests {
         }
         // A second radio in the same process has its own registry.
         Metrics::new();
+    }
+
+    #[test]
+    fn cache_series_are_read_at_each_scrape() {
+        let m = Metrics::new();
+        assert!(!m.render().contains("onair_cache_hits_total"));
+        let stats = std::sync::Arc::new(Mutex::new(CacheStats {
+            hits: 3,
+            size_bytes: 1000,
+            storage_up: true,
+            ..CacheStats::default()
+        }));
+        let shared = std::sync::Arc::clone(&stats);
+        m.watch_cache(move || *shared.lock().unwrap());
+        let text = m.render();
+        for line in [
+            "onair_cache_hits_total 3",
+            "onair_cache_misses_total 0",
+            "onair_cache_size_bytes 1000",
+            "onair_storage_up 1",
+            "onair_storage_failed_requests_total 0",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        *stats.lock().unwrap() = CacheStats {
+            hits: 5,
+            storage_failures: 2,
+            ..CacheStats::default()
+        };
+        let text = m.render();
+        for line in [
+            "onair_cache_hits_total 5",
+            "onair_storage_up 0",
+            "onair_storage_failed_requests_total 2",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
     }
 }

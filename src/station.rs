@@ -372,16 +372,17 @@ impl Station {
             let last = m.last_publish_ms.load(Ordering::Relaxed);
             if last == 0 {
                 why.push(format!("{}: no audio produced yet", m.config.path));
-            } else if now - last > window {
+            } else if now.saturating_sub(last) > window {
                 why.push(format!(
                     "{}: no audio for {:.1} s",
                     m.config.path,
-                    (now - last) as f64 / 1000.0
+                    now.saturating_sub(last) as f64 / 1000.0
                 ));
             }
         }
         let last_track = self.last_track_audio_ms.load(Ordering::Relaxed);
-        if last_track == 0 || now - last_track > window {
+        // The pipeline thread may stamp a time later than `now` meanwhile: saturate, not underflow.
+        if last_track == 0 || now.saturating_sub(last_track) > window {
             why.push(match self.library_state() {
                 LibraryState::Starting => "library not listed yet".to_string(),
                 LibraryState::Empty { tracks: 0 } => "library is empty: playing silence".into(),

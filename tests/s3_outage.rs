@@ -267,17 +267,8 @@ async fn killed_gateway_restarted_by_the_script() {
     assert_eq!(error_kind(unavailable(&r)), "connect");
     assert_eq!(cached.list().await.unwrap(), list[..1].to_vec());
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ceph.sh");
     let started = Instant::now();
-    let out = std::process::Command::new("bash")
-        .args([script, "start"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restart_gateway();
     eprintln!(
         "MEASURE ceph.sh start with only radosgw gone: {}",
         secs(started.elapsed())

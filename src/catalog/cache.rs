@@ -103,7 +103,8 @@ impl Index {
 }
 
 impl Cache {
-    /// Opens (creating it if needed) the cache in `dir`, capped at `max_bytes` on disk. Finds the
+    /// Opens (creating it if needed) the cache in `dir`, capped at `max_bytes` on disk; fails if
+    /// the directory cannot be created, read or written. Finds the
     /// entries left by an earlier run, deletes stray temporary and unreadable entry files, and
     /// evicts down to the cap if it shrank.
     pub async fn open(dir: impl Into<PathBuf>, max_bytes: u64) -> Result<Cache, CacheError> {
@@ -391,6 +392,11 @@ fn read_entry(path: &Path, expect: &TrackRef) -> Result<Bytes, CacheError> {
 /// Builds the index from the directory; returns it and how many files were deleted.
 fn scan(dir: &Path) -> Result<(Index, usize), CacheError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    // Found now rather than at the first fetch, where it would only be logged: a cache that
+    // cannot be written leaves nothing to play through an outage.
+    let probe = dir.join(format!("{TEMP_PREFIX}writable"));
+    std::fs::write(&probe, b"").map_err(io_err(&probe))?;
+    let _ = std::fs::remove_file(&probe);
     let mut index = Index::default();
     let mut removed = 0;
     for entry in std::fs::read_dir(dir).map_err(io_err(dir))?.flatten() {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::cache::Cache;
-use super::{Catalog, CatalogError, TrackRef};
+use super::{Availability, Catalog, CatalogError, TrackRef};
 
 /// A catalog read through a [`Cache`]; see the module doc for the outage behaviour. Clones
 /// share the cache, counters and state (one for the scheduler, one for the metrics exporter).
@@ -245,6 +245,20 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
                 Err(e)
             }
         }
+    }
+
+    fn availability(&self, track: &TrackRef) -> Availability {
+        if self.is_cached(track) {
+            Availability::Local
+        } else if self.storage_down() {
+            Availability::Down
+        } else {
+            Availability::Storage
+        }
+    }
+
+    fn relist_after(&self) -> Option<Duration> {
+        self.storage_down().then_some(self.shared.retry_after)
     }
 
     fn describe(&self) -> String {

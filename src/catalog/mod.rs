@@ -9,15 +9,16 @@ pub mod local;
 pub mod s3;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use cache::Cache;
+pub use cache::{Cache, CacheError};
 pub use cached::CachedCatalog;
 pub use local::LocalCatalog;
-pub use s3::S3Catalog;
+pub use s3::{S3Catalog, S3SetupError};
 
-use crate::config::{Library, LibraryKind};
+use crate::config::{self, LibraryKind};
 
 /// A track in the library, identified by its key (a path relative to the library root, or an
 /// object key). `version` changes when the content does (mtime+size, or an ETag).
@@ -47,12 +48,100 @@ pub trait Catalog: Send + Sync + 'static {
     fn fetch(&self, track: &TrackRef) -> impl Future<Output = Result<Bytes, CatalogError>> + Send;
     /// Where the library lives, for logs and status.
     fn describe(&self) -> String;
+    /// Where a fetch of `track` would be served from now, so the scheduler can prefer tracks
+    /// that do not depend on storage while it is slow or down.
+    fn availability(&self, _track: &TrackRef) -> Availability {
+        Availability::Local
+    }
+    /// While storage is down, how soon to list again, whatever the rescan interval: listing is
+    /// what notices storage is back and brings back the tracks that are not cached.
+    fn relist_after(&self) -> Option<Duration> {
+        None
+    }
 }
 
-/// Builds the catalog the config asks for.
-pub fn from_config(library: &Library) -> LocalCatalog {
-    match &library.kind {
-        LibraryKind::Local { path } => LocalCatalog::new(path.clone()),
+/// Where a fetch would be served from (see [`Catalog::availability`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// From local disk: a local folder or a cache hit. Fast whatever storage does.
+    Local,
+    /// From storage, which answered last time.
+    Storage,
+    /// From storage, which is down: the fetch fails at once.
+    Down,
+}
+
+/// The library the config asks for: one type for the scheduler whichever the storage.
+#[derive(Debug, Clone)]
+pub enum Library {
+    Local(LocalCatalog),
+    /// Read through the disk cache; clones share the cache, counters and up/down state.
+    S3(CachedCatalog<S3Catalog>),
+}
+
+/// Why the library cannot be set up at start (a mistake in the config or the environment).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("S3 library: {0}")]
+    S3(#[from] S3SetupError),
+    #[error("disk cache (library.cache_dir): {0}")]
+    Cache(#[from] CacheError),
+}
+
+impl Library {
+    /// Builds the catalog; for S3, opens the disk cache (which must be writable) and the client
+    /// with credentials from the `AWS_*` environment. Makes no storage request: a gateway that is
+    /// down at start is an outage to ride out, not a setup error.
+    pub async fn open(config: &config::Library) -> Result<Library, SetupError> {
+        match &config.kind {
+            LibraryKind::Local { path } => Ok(Library::Local(LocalCatalog::new(path.clone()))),
+            LibraryKind::S3(s3) => {
+                let cache = Cache::open(&s3.cache_dir, s3.cache_max_bytes).await?;
+                let storage = S3Catalog::from_env(&s3.storage)?;
+                Ok(Library::S3(CachedCatalog::with_retry_after(
+                    storage,
+                    cache,
+                    s3.retry_after,
+                )))
+            }
+        }
+    }
+}
+
+impl Catalog for Library {
+    async fn list(&self) -> Result<Vec<TrackRef>, CatalogError> {
+        match self {
+            Library::Local(c) => c.list().await,
+            Library::S3(c) => c.list().await,
+        }
+    }
+
+    async fn fetch(&self, track: &TrackRef) -> Result<Bytes, CatalogError> {
+        match self {
+            Library::Local(c) => c.fetch(track).await,
+            Library::S3(c) => c.fetch(track).await,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Library::Local(c) => c.describe(),
+            Library::S3(c) => c.describe(),
+        }
+    }
+
+    fn availability(&self, track: &TrackRef) -> Availability {
+        match self {
+            Library::Local(c) => c.availability(track),
+            Library::S3(c) => c.availability(track),
+        }
+    }
+
+    fn relist_after(&self) -> Option<Duration> {
+        match self {
+            Library::Local(c) => c.relist_after(),
+            Library::S3(c) => c.relist_after(),
+        }
     }
 }
 

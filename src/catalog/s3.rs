@@ -182,11 +182,7 @@ impl S3Catalog {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .build();
-        let prefix = match settings.prefix.trim_start_matches('/') {
-            "" => String::new(),
-            p if p.ends_with('/') => p.to_owned(),
-            p => format!("{p}/"),
-        };
+        let prefix = normalize_prefix(&settings.prefix);
         Ok(S3Catalog {
             client: Client::from_conf(config),
             bucket: Arc::from(settings.bucket.as_str()),
@@ -293,6 +289,15 @@ impl Catalog for S3Catalog {
     }
 }
 
+/// No leading '/', and a trailing one when not empty, so that `prefix + key` is the object key.
+pub fn normalize_prefix(prefix: &str) -> String {
+    match prefix.trim().trim_start_matches('/') {
+        "" => String::new(),
+        p if p.ends_with('/') => p.to_owned(),
+        p => format!("{p}/"),
+    }
+}
+
 /// The metric label of an `Unavailable` message made here: the text before the first `": "`
 /// (`timeout`, `connect`, `http_503`, `body`, `response`, `request`), or `other`.
 pub fn error_kind(message: &str) -> &str {
@@ -390,6 +395,8 @@ mod tests {
         let cat = S3Catalog::new(&s, creds).unwrap();
         assert_eq!(cat.object_key("a.mp3"), "tracks/a.mp3");
         assert_eq!(cat.describe(), "s3://b/tracks/ at http://127.0.0.1:7480");
+        assert_eq!(normalize_prefix("a/b/"), "a/b/");
+        assert_eq!(normalize_prefix("/"), "");
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The validated, typed configuration the rest of the program sees, and [`load`], which reads the TOML
-//! file and the secrets from the environment. Parsing and validation live in `raw.rs`.
+//! file and the secrets from the environment. Parsing and validation live in `raw.rs` (and
+//! `library.rs` for the `[library]` section).
 
+mod library;
 mod raw;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::catalog::s3::S3Settings;
 pub use raw::Secrets;
 #[cfg(test)]
 use raw::parse_duration;
@@ -59,6 +62,8 @@ pub struct Library {
     pub kind: LibraryKind,
     /// How often the library is listed again; zero turns rescans off.
     pub rescan: Duration,
+    /// Tracks fetched, probed and queued for the pipeline ahead of the one playing.
+    pub prefetch: usize,
 }
 
 /// Which storage holds the tracks.
@@ -66,6 +71,20 @@ pub struct Library {
 pub enum LibraryKind {
     /// A local folder, read recursively.
     Local { path: PathBuf },
+    /// An S3 bucket (Ceph RGW or any S3 endpoint), read through a disk cache.
+    S3(Box<S3Library>),
+}
+
+/// `[library] kind = "s3"`. Credentials are not here: they come from the `AWS_*` environment.
+#[derive(Debug, Clone)]
+pub struct S3Library {
+    /// Endpoint, bucket, prefix (normalized: no leading '/', a trailing one), region, timeouts.
+    pub storage: S3Settings,
+    /// Where fetched tracks are kept; must survive restarts for a warm start during an outage.
+    pub cache_dir: PathBuf,
+    pub cache_max_bytes: u64,
+    /// While storage is down, how often it is asked again.
+    pub retry_after: Duration,
 }
 
 /// `[playlist]`
@@ -237,6 +256,181 @@ mod tests {
         assert_eq!(m.burst, Amount::Duration(Duration::from_secs(2)));
         assert_eq!(m.burst.bytes(m.bytes_per_sec()), 32_000);
         assert_eq!(c.library.rescan, Duration::from_secs(60));
+        assert_eq!(c.library.prefetch, 2);
+    }
+
+    fn s3(c: &Config) -> &S3Library {
+        match &c.library.kind {
+            LibraryKind::S3(s3) => s3,
+            other => panic!("expected an S3 library, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_s3_library_gets_defaults_and_a_normalized_prefix() {
+        let c = parse(
+            r#"
+            [library]
+            kind = "s3"
+            endpoint = "http://127.0.0.1:7480/"
+            bucket = "radio"
+            prefix = "/tracks"
+            cache_dir = "/var/cache/onair"
+            [[mount]]
+            path = "/a.mp3"
+            "#,
+            Secrets::default(),
+        )
+        .unwrap();
+        let s = s3(&c);
+        assert_eq!(s.storage.endpoint, "http://127.0.0.1:7480");
+        assert_eq!(
+            (s.storage.bucket.as_str(), s.storage.prefix.as_str()),
+            ("radio", "tracks/")
+        );
+        assert_eq!(s.storage.region, "us-east-1");
+        assert_eq!(s.storage.max_attempts, 3);
+        assert_eq!(
+            s.storage.timeouts,
+            crate::catalog::s3::S3Timeouts::default()
+        );
+        assert_eq!(s.storage.ca_file, None);
+        assert_eq!(s.cache_dir, PathBuf::from("/var/cache/onair"));
+        assert_eq!(s.cache_max_bytes, 2 << 30);
+        assert_eq!(s.retry_after, Duration::from_secs(5));
+        assert_eq!(c.library.prefetch, 2);
+    }
+
+    #[test]
+    fn s3_settings_are_all_configurable() {
+        let c = parse(
+            r#"
+            [library]
+            kind = "s3"
+            endpoint = "https://s3.example.net"
+            bucket = "radio"
+            prefix = "a/b/"
+            region = "eu-west-3"
+            cache_dir = "cache"
+            cache_max_bytes = "512MiB"
+            prefetch = 4
+            retry_after = "2s"
+            connect_timeout = "1s"
+            attempt_timeout = "4s"
+            operation_timeout = "9s"
+            body_timeout = "20s"
+            max_attempts = 5
+            ca_file = "/etc/onair/ca.pem"
+            [[mount]]
+            path = "/a.mp3"
+            "#,
+            Secrets::default(),
+        )
+        .unwrap();
+        let s = s3(&c);
+        assert_eq!(s.storage.prefix, "a/b/");
+        assert_eq!(s.storage.region, "eu-west-3");
+        assert_eq!(s.cache_max_bytes, 512 << 20);
+        assert_eq!(c.library.prefetch, 4);
+        assert_eq!(s.retry_after, Duration::from_secs(2));
+        let t = s.storage.timeouts;
+        assert_eq!(
+            (t.connect, t.attempt, t.operation, t.body),
+            (
+                Duration::from_secs(1),
+                Duration::from_secs(4),
+                Duration::from_secs(9),
+                Duration::from_secs(20)
+            )
+        );
+        assert_eq!(s.storage.max_attempts, 5);
+        assert_eq!(s.storage.ca_file, Some(PathBuf::from("/etc/onair/ca.pem")));
+    }
+
+    #[test]
+    fn every_s3_error_is_reported_with_its_field() {
+        let errors = invalid(
+            r#"
+            [library]
+            kind = "s3"
+            path = "config/media"
+            endpoint = "127.0.0.1:7480"
+            region = ""
+            cache_max_bytes = 1024
+            prefetch = 0
+            retry_after = "0s"
+            attempt_timeout = "20s"
+            operation_timeout = "5s"
+            body_timeout = "soon"
+            max_attempts = 0
+            [[mount]]
+            path = "/a.mp3"
+            "#,
+        );
+        let joined = errors.join("\n");
+        for needle in [
+            "library.path: only used with kind = \"local\"",
+            "library.endpoint = \"127.0.0.1:7480\": expected an http:// or https:// URL",
+            "library.bucket: required",
+            "library.region: must not be empty",
+            "library.cache_dir: required",
+            "library.cache_max_bytes = 1024: at least 16 MiB",
+            "library.prefetch = 0",
+            "library.retry_after = \"0s\": must be more than zero",
+            "library.attempt_timeout (20s): must not exceed operation_timeout",
+            "library.body_timeout = \"soon\"",
+            "library.max_attempts = 0",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+        }
+        let errors = invalid(
+            r#"
+            [library]
+            kind = "s3"
+            endpoint = "http://127.0.0.1:7480"
+            bucket = "a/b"
+            cache_dir = "c"
+            cache_max_bytes = "2 gigs"
+            ca_file = "ca.pem"
+            [[mount]]
+            path = "/a.mp3"
+            "#,
+        )
+        .join("\n");
+        for needle in [
+            "library.bucket = \"a/b\"",
+            "library.cache_max_bytes = \"2 gigs\": unknown unit",
+            "library.ca_file: only used with an https:// endpoint",
+        ] {
+            assert!(errors.contains(needle), "missing {needle:?} in:\n{errors}");
+        }
+    }
+
+    #[test]
+    fn s3_fields_are_refused_for_a_local_library() {
+        let joined = invalid(
+            "[library]\nkind = \"local\"\ncache_dir = \"/tmp/x\"\nretry_after = \"1s\"\n[[mount]]\npath = \"/a\"\n",
+        )
+        .join("\n");
+        assert!(joined.contains("library.cache_dir: only used with kind = \"s3\""));
+        assert!(joined.contains("library.retry_after: only used with kind = \"s3\""));
+    }
+
+    #[test]
+    fn s3_credentials_never_come_from_the_file() {
+        for field in [
+            "access_key_id",
+            "secret_access_key",
+            "aws_secret_access_key",
+        ] {
+            let text = format!(
+                "[library]\nkind = \"s3\"\nendpoint = \"http://h\"\nbucket = \"b\"\ncache_dir = \"c\"\n{field} = \"x\"\n[[mount]]\npath = \"/a\"\n"
+            );
+            match parse(&text, Secrets::default()) {
+                Err(ParseError::Syntax(msg)) => assert!(msg.contains(field), "{msg}"),
+                other => panic!("{field}: expected a syntax error, got {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{
-    Amount, Audio, Codec, Config, Library, LibraryKind, MountConfig, Order, Playlist, Server,
-    Station,
-};
+use super::library::RawLibrary;
+use super::{Amount, Audio, Codec, Config, MountConfig, Order, Playlist, Server, Station};
 
 /// Sample rates an MP3 (MPEG-1/2/2.5 Layer III) stream can carry.
 const MP3_SAMPLE_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
@@ -83,36 +81,6 @@ impl Default for RawServer {
             admin_user: "admin".into(),
             shutdown_grace: "1500ms".into(),
             access_log: None,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawLibrary {
-    kind: String,
-    path: Option<String>,
-    endpoint: Option<String>,
-    bucket: Option<String>,
-    prefix: Option<String>,
-    region: Option<String>,
-    cache_dir: Option<String>,
-    cache_max_bytes: Option<u64>,
-    rescan: String,
-}
-
-impl Default for RawLibrary {
-    fn default() -> Self {
-        RawLibrary {
-            kind: "local".into(),
-            path: None,
-            endpoint: None,
-            bucket: None,
-            prefix: None,
-            region: None,
-            cache_dir: None,
-            cache_max_bytes: None,
-            rescan: "60s".into(),
         }
     }
 }
@@ -307,60 +275,6 @@ impl RawConfig {
             }),
             _ => Err(errors),
         }
-    }
-}
-
-impl RawLibrary {
-    fn validate(self, errors: &mut Vec<String>) -> Library {
-        let rescan = parse_duration(&self.rescan)
-            .map_err(|e| {
-                errors.push(format!(
-                    "library.rescan = {:?}: {e} (\"0s\" turns rescans off)",
-                    self.rescan
-                ))
-            })
-            .unwrap_or(Duration::from_secs(60));
-        let kind = match self.kind.as_str() {
-            "local" => {
-                for (field, set) in [
-                    ("endpoint", self.endpoint.is_some()),
-                    ("bucket", self.bucket.is_some()),
-                    ("prefix", self.prefix.is_some()),
-                    ("region", self.region.is_some()),
-                ] {
-                    if set {
-                        errors.push(format!(
-                            "library.{field}: only used with kind = \"s3\" (kind is \"local\")"
-                        ));
-                    }
-                }
-                let path = self.path.unwrap_or_else(|| "config/media".into());
-                if path.is_empty() {
-                    errors.push("library.path: must not be empty".into());
-                }
-                LibraryKind::Local {
-                    path: PathBuf::from(path),
-                }
-            }
-            "s3" => {
-                errors.push(
-                    "library.kind = \"s3\": not available in this build yet (use \"local\")".into(),
-                );
-                LibraryKind::Local {
-                    path: PathBuf::new(),
-                }
-            }
-            other => {
-                errors.push(format!(
-                    "library.kind = {other:?}: expected \"local\" or \"s3\""
-                ));
-                LibraryKind::Local {
-                    path: PathBuf::new(),
-                }
-            }
-        };
-        let _ = (self.cache_dir, self.cache_max_bytes);
-        Library { kind, rescan }
     }
 }
 

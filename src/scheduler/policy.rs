@@ -89,15 +89,23 @@ impl Policy {
 
     /// The next track to play, or `None` when nothing is playable.
     pub fn pick(&mut self) -> Option<TrackRef> {
+        self.pick_if(|_| true)
+    }
+
+    /// The next track for which `ok` holds (during a storage outage: one that is cached), or
+    /// `None` when no playable track passes. In shuffle order the tracks passed over keep their
+    /// place in the round, so they still play once `ok` holds for them; when no track left in the
+    /// round passes, one from the whole library that does is replayed early rather than none.
+    pub fn pick_if(&mut self, ok: impl Fn(&TrackRef) -> bool) -> Option<TrackRef> {
         let pick = match self.order {
-            Order::Sequential => self.next_sequential(),
-            Order::Shuffle => self.next_shuffled(),
+            Order::Sequential => self.next_sequential(&ok),
+            Order::Shuffle => self.next_shuffled(&ok),
         }?;
         self.last = Some(Arc::clone(&pick.key));
         Some(pick)
     }
 
-    fn next_sequential(&self) -> Option<TrackRef> {
+    fn next_sequential(&self, ok: &impl Fn(&TrackRef) -> bool) -> Option<TrackRef> {
         let start = match &self.last {
             Some(last) => self.library.partition_point(|t| *t.key <= **last),
             None => 0,
@@ -105,22 +113,34 @@ impl Policy {
         let n = self.library.len();
         (0..n)
             .map(|i| &self.library[(start + i) % n])
-            .find(|t| !self.is_bad(t))
+            .find(|t| !self.is_bad(t) && ok(t))
             .cloned()
     }
 
-    fn next_shuffled(&mut self) -> Option<TrackRef> {
-        for _ in 0..2 {
-            while let Some(key) = self.round.pop_front() {
-                if let Some(t) = self.find(&key)
-                    && !self.is_bad(t)
-                {
-                    return Some(t.clone());
-                }
-            }
+    fn next_shuffled(&mut self, ok: &impl Fn(&TrackRef) -> bool) -> Option<TrackRef> {
+        let mut round = std::mem::take(&mut self.round);
+        round.retain(|k| self.find(k).is_some_and(|t| !self.is_bad(t)));
+        self.round = round;
+        if self.round.is_empty() {
             self.new_round();
         }
-        None
+        let passing = self.round.iter().position(|k| self.find(k).is_some_and(ok));
+        if let Some(key) = passing.and_then(|i| self.round.remove(i)) {
+            return self.find(&key).cloned();
+        }
+        let others: Vec<&TrackRef> = self
+            .library
+            .iter()
+            .filter(|t| !self.is_bad(t) && ok(t) && Some(&t.key) != self.last.as_ref())
+            .collect();
+        match others.len() {
+            0 => self
+                .library
+                .iter()
+                .find(|t| !self.is_bad(t) && ok(t))
+                .cloned(),
+            n => Some(others[self.rng.usize(..n)].clone()),
+        }
     }
 
     fn new_round(&mut self) {
@@ -230,6 +250,36 @@ mod tests {
         let mut fixed = lib(&["a", "b"]);
         fixed[0].version = Arc::from("2");
         p.set_library(fixed);
+        assert_eq!(take(&mut p, 2), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_filter_prefers_passing_tracks_and_keeps_the_others_in_the_round() {
+        for seed in 0..50 {
+            let mut p = Policy::with_rng(Order::Shuffle, fastrand::Rng::with_seed(seed));
+            p.set_library(lib(&["a", "b", "c", "d"]));
+            let cached = |t: &TrackRef| matches!(&*t.key, "a" | "b");
+            let during: Vec<String> = (0..6)
+                .map(|_| p.pick_if(cached).unwrap().key.to_string())
+                .collect();
+            assert!(
+                during.iter().all(|k| k == "a" || k == "b"),
+                "seed {seed}: {during:?}"
+            );
+            assert!(
+                during.windows(2).all(|w| w[0] != w[1]),
+                "seed {seed}: {during:?}"
+            );
+            // "c" and "d" were passed over, not dropped: they play as soon as the filter is gone.
+            let mut after = take(&mut p, 2);
+            after.sort();
+            assert_eq!(after, ["c", "d"], "seed {seed}");
+        }
+        let mut p = Policy::new(Order::Sequential);
+        p.set_library(lib(&["a", "b", "c"]));
+        let only_c = |t: &TrackRef| &*t.key == "c";
+        assert_eq!(p.pick_if(only_c).unwrap().key.as_ref(), "c");
+        assert!(p.pick_if(|_| false).is_none());
         assert_eq!(take(&mut p, 2), ["a", "b"]);
     }
 

@@ -44,19 +44,27 @@ fn files_decode_to_the_length_the_manifest_gives() {
 
 #[tokio::test]
 async fn every_file_plays_or_is_skipped_as_the_manifest_says_without_gaps() {
-    let entries = manifest();
-    let files: Vec<&str> = entries.iter().map(|e| e.file.as_str()).collect();
+    let files: Vec<String> = manifest().into_iter().map(|e| e.file).collect();
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
     let lib = library_with(&files);
-    let server = TestServer::start_with(
-        config_for(
-            lib.path(),
-            &format!(
-                "[playlist]\norder = \"sequential\"\n[[mount]]\npath = \"/radio.mp3\"\nburst = \"599s\"\nqueue = \"600s\"\nicy_metaint = {METAINT}\n"
-            ),
-        ),
-        Clock::Unpaced,
+    assert_corpus_plays(config_for(lib.path(), &corpus_playlist_and_mount())).await;
+}
+
+/// Sequential order and a mount that keeps the whole corpus in its history, so that a listener
+/// can read it from the start (TOML for the end of a test config).
+pub fn corpus_playlist_and_mount() -> String {
+    format!(
+        "[playlist]\norder = \"sequential\"\n[[mount]]\npath = \"/radio.mp3\"\nburst = \"599s\"\nqueue = \"600s\"\nicy_metaint = {METAINT}\n"
     )
-    .await;
+}
+
+/// Runs a radio on `config` (a library holding the whole corpus, under the file names, with
+/// [`corpus_playlist_and_mount`]) and checks that every file plays or is skipped as the manifest
+/// says: titles in key order, each track as long as its audio, no gap where broken files sat,
+/// a stream that decodes cleanly.
+pub async fn assert_corpus_plays(config: onair::config::Config) {
+    let entries = manifest();
+    let server = TestServer::start_with(config, Clock::Unpaced).await;
     let playing: Vec<_> = entries
         .iter()
         .filter(|e| e.status == "ok" || e.status == "partial")

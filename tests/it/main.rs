@@ -8,5 +8,8 @@ mod corpus;
 mod listen;
 mod metadata;
 mod players;
+mod s3;
+#[path = "../s3_support/mod.rs"]
+mod s3_support;
 mod support;
 mod surface;

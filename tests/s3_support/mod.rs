@@ -106,6 +106,21 @@ pub fn rgw_pid() -> i32 {
         .unwrap()
 }
 
+/// Starts radosgw again with `scripts/ceph.sh start`, which restarts only the gateway when only
+/// it is gone (the objects survive). Blocks for the few seconds that takes.
+pub fn restart_gateway() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ceph.sh");
+    let out = std::process::Command::new("bash")
+        .args([script, "start"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ceph.sh start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Sends a signal with kill(1) (no libc dependency).
 pub fn signal(pid: i32, sig: &str) {
     let ok = std::process::Command::new("kill")

@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod icy;
+pub mod s3;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -91,6 +92,18 @@ pub fn config_for(library: &Path, extra: &str) -> Config {
 }
 
 fn config_text(library: &Path, extra: &str, secrets: Secrets) -> Config {
+    let library = format!("kind = \"local\"\npath = \"{}\"\n", library.display());
+    config_with_library(&library, extra, secrets)
+}
+
+/// A test config whose `[library]` section holds `library` (TOML lines; `rescan = "1s"` unless
+/// they set it), with extra TOML appended (mounts etc.; one default mount if it has none).
+pub fn config_with_library(library: &str, extra: &str, secrets: Secrets) -> Config {
+    let library = if library.contains("rescan") {
+        library.to_owned()
+    } else {
+        format!("rescan = \"1s\"\n{library}")
+    };
     let text = format!(
         r#"
 [station]
@@ -102,12 +115,9 @@ url = "https://test.example"
 listen = "127.0.0.1:0"
 shutdown_grace = "1s"
 [library]
-kind = "local"
-path = "{}"
-rescan = "1s"
+{library}
 {extra}
-"#,
-        library.display()
+"#
     );
     let text = if extra.contains("[[mount]]") {
         text
@@ -144,6 +154,11 @@ impl TestServer {
         TestServer { addr, stop, task }
     }
 
+    /// Whether `run` has returned (it failed to start, or was stopped).
+    pub fn task_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -166,6 +181,34 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("server never became ready");
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`; fails naming `what` after `limit`.
+pub async fn until<T, F: Future<Output = Option<T>>>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// GET `url`: status and body; status 0 and the error when the request fails (a test that
+/// polls through an outage must not stop at one refused request).
+pub async fn get_text(url: String) -> (u16, String) {
+    match reqwest::get(url).await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
     }
 }
 
