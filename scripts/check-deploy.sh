@@ -104,18 +104,8 @@ say "hadolint Dockerfile"
 "$VENV/bin/hadolint" --no-color Dockerfile || fail "hadolint Dockerfile"
 
 # ---- live /metrics of a running onair ----------------------------------------------------------
-bin=${ONAIR_BIN:-$CARGO_TARGET_DIR/release/onair}
-if [ -z "${ONAIR_BIN:-}" ]; then
-    if [ ! -x "$bin" ] || [ -n "$(find src Cargo.toml Cargo.lock -newer "$bin" -print -quit)" ]; then
-        say "cargo build --release --locked"
-        CARGO_TERM_COLOR=never cargo build --release --locked >"$WORK/cargo.log" 2>&1 ||
-            {
-                cat "$WORK/cargo.log" >&2
-                fail "cargo build --release"
-            }
-    fi
-fi
-[ -x "$bin" ] || fail "no onair binary at $bin"
+# shellcheck source=scripts/release-binary.sh
+source scripts/release-binary.sh # the cwd is the repo root (see the cd above)
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 URL=http://127.0.0.1:$port

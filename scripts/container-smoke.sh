@@ -81,18 +81,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # ---- the release binary (built on the host: downloading crates inside a build fails here) -------
-bin=${ONAIR_BIN:-$CARGO_TARGET_DIR/release/onair}
-if [ -z "${ONAIR_BIN:-}" ]; then
-    if [ ! -x "$bin" ] || [ -n "$(find src Cargo.toml Cargo.lock -newer "$bin" -print -quit)" ]; then
-        say "cargo build --release --locked"
-        CARGO_TERM_COLOR=never cargo build --release --locked >"$WORK/cargo.log" 2>&1 ||
-            {
-                cat "$WORK/cargo.log" >&2
-                fail "cargo build --release"
-            }
-    fi
-fi
-[ -x "$bin" ] || fail "no onair binary at $bin"
+# shellcheck source=scripts/release-binary.sh
+source scripts/release-binary.sh # the cwd is the repo root (see the cd above)
 # The directory stands in for the Dockerfile's `builder` stage: same path as there.
 mkdir -p "$WORK/builder/usr/local/bin"
 strip --strip-debug -o "$WORK/builder/usr/local/bin/onair" "$bin"

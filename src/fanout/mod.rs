@@ -128,11 +128,8 @@ impl FanoutHandle {
 }
 
 fn run(station: &Station, shared: &Shared) {
-    let mut windows: Vec<Window> = station
-        .mounts
-        .iter()
-        .map(|m| Window::starting_at(m.ring.burst_start(usize::MAX)))
-        .collect();
+    // Empty windows: the first sync copies each ring from its oldest frame.
+    let mut windows: Vec<Window> = station.mounts.iter().map(|_| Window::default()).collect();
     let sent: Vec<IntCounter> = station
         .mounts
         .iter()

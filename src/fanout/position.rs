@@ -174,15 +174,8 @@ impl StreamPos {
         if let Some(r) = rest {
             push(&mut n, r, Seg::BlockRest);
         } else if let Some(title) = due {
-            let unchanged = last.is_some_and(|l| Arc::ptr_eq(l, title));
-            push(
-                &mut n,
-                block_bytes(title, unchanged),
-                Seg::Block { title, unchanged },
-            );
-            if !unchanged {
-                last = Some(title);
-            }
+            let (bytes, seg) = block(title, &mut last);
+            push(&mut n, bytes, seg);
         }
         let metaint = self.icy.as_ref().map(|i| i.metaint);
         let mut seq = self.seq;
@@ -190,18 +183,16 @@ impl StreamPos {
         'frames: while n < MAX_SLICES {
             let Some(frame) = window.get(seq) else { break };
             let data = &frame.data[offset.min(frame.data.len())..];
-            if data.is_empty() {
-                // An empty slice still moves `advance` on to the next frame.
-                push(&mut n, data, Seg::Audio(frame));
-                seq += 1;
-                offset = 0;
-                continue;
-            }
-            let Some(metaint) = metaint else {
-                push(&mut n, data, Seg::Audio(frame));
-                seq += 1;
-                offset = 0;
-                continue;
+            let metaint = match metaint {
+                Some(m) if !data.is_empty() => m,
+                // No metadata: the frame goes whole. An empty frame still gets its (empty)
+                // slice, which moves `advance` on to the next frame.
+                _ => {
+                    push(&mut n, data, Seg::Audio(frame));
+                    seq += 1;
+                    offset = 0;
+                    continue;
+                }
             };
             let mut pos = 0;
             while pos < data.len() {
@@ -216,16 +207,8 @@ impl StreamPos {
                     if n >= MAX_SLICES {
                         break 'frames;
                     }
-                    let title = &frame.title;
-                    let unchanged = last.is_some_and(|l| Arc::ptr_eq(l, title));
-                    push(
-                        &mut n,
-                        block_bytes(title, unchanged),
-                        Seg::Block { title, unchanged },
-                    );
-                    if !unchanged {
-                        last = Some(title);
-                    }
+                    let (bytes, seg) = block(&frame.title, &mut last);
+                    push(&mut n, bytes, seg);
                     until = metaint;
                 }
             }
@@ -297,8 +280,18 @@ impl StreamPos {
     }
 }
 
-fn block_bytes(title: &StreamTitle, unchanged: bool) -> &[u8] {
-    if unchanged { &NO_CHANGE } else { title.block() }
+/// The metadata block for a boundary where `title` is in force: "unchanged" when it is the
+/// title `last` announced, else its block, which becomes `last`.
+fn block<'a: 'l, 'l>(
+    title: &'a Arc<StreamTitle>,
+    last: &mut Option<&'l Arc<StreamTitle>>,
+) -> (&'a [u8], Seg<'a>) {
+    let unchanged = last.is_some_and(|l| Arc::ptr_eq(l, title));
+    if !unchanged {
+        *last = Some(title);
+    }
+    let bytes: &[u8] = if unchanged { &NO_CHANGE } else { title.block() };
+    (bytes, Seg::Block { title, unchanged })
 }
 
 #[cfg(test)]

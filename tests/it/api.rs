@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::support::{
-    ADMIN_PASSWORD, RawStream, TestServer, admin_config_for, config_for, icy, library_with,
+    ADMIN_PASSWORD, RawStream, TestServer, admin_config_for, config_for, icy, library_with, until,
 };
 
 async fn nowplaying(server: &TestServer) -> serde_json::Value {
@@ -219,12 +219,15 @@ async fn counts_and_peaks_are_exact_and_the_access_log_records_each_listener() {
     ls.pop();
     // A listener that leaves is noticed at its next write (within about a second), when the
     // socket reports the close.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let mut now = nowplaying(&server).await;
-    while now["mounts"][0]["listeners"] != 2 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        now = nowplaying(&server).await;
-    }
+    let now = until(
+        Duration::from_secs(5),
+        "the count back to 2 listeners",
+        || async {
+            let now = nowplaying(&server).await;
+            (now["mounts"][0]["listeners"] == 2).then_some(now)
+        },
+    )
+    .await;
     assert_eq!(now["mounts"][0]["listeners"], 2);
     assert_eq!(now["mounts"][0]["listener_peak"], 3);
     let text = std::fs::read_to_string(&log).unwrap();
