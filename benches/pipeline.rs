@@ -9,17 +9,19 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use onair::audio::decode::TrackDecoder;
 use onair::audio::resample::Converter;
+use onair::catalog::TrackData;
 use onair::config::Audio;
 use onair::encode::{Encoder, Mp3Encoder};
 use onair::fanout::position::StreamPos;
 use onair::http::icy::StreamTitle;
 use onair::ring::{Frame, FrameRing, Window};
 
-fn fixture(name: &str) -> Bytes {
+/// A fixture read from its file, as the pipeline reads tracks (through a bounded buffer).
+fn fixture(name: &str) -> TrackData {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/media")
         .join(name);
-    Bytes::from(std::fs::read(path).expect("fixture"))
+    TrackData::open(&path).expect("fixture")
 }
 
 fn sine(rate: u32, channels: usize, seconds: f64) -> Vec<f32> {
@@ -40,7 +42,7 @@ fn decode(c: &mut Criterion) {
         g.throughput(Throughput::Elements(secs as u64));
         g.bench_function(name, |b| {
             b.iter(|| {
-                let (mut d, _) = TrackDecoder::open(bytes.clone()).expect("opens");
+                let (mut d, _) = TrackDecoder::open(&bytes).expect("opens");
                 let mut pcm = Vec::new();
                 while d.next_packet(&mut pcm) {
                     pcm.clear();
@@ -112,7 +114,7 @@ fn chain(c: &mut Criterion) {
         g.throughput(Throughput::Elements(secs as u64));
         g.bench_function(name, |b| {
             b.iter(|| {
-                let (mut d, _) = TrackDecoder::open(bytes.clone()).expect("opens");
+                let (mut d, _) = TrackDecoder::open(&bytes).expect("opens");
                 let mut conv =
                     Converter::new(d.sample_rate(), d.channels(), 44_100, 2).expect("converter");
                 let mut enc = Mp3Encoder::new(audio, 128).expect("encoder");

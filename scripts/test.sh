@@ -41,7 +41,7 @@ echo "==> starting Ceph RGW" >&2
 ceph_env=$(bash scripts/ceph.sh start)
 eval "$ceph_env"
 trap 'bash scripts/ceph.sh stop >&2 || true' EXIT
-export ONAIR_REQUIRE_S3=1
+
 
 echo "==> cargo test" >&2
 cargo test --locked -- --test-threads="${ONAIR_TEST_THREADS:-4}"

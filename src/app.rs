@@ -65,8 +65,7 @@ pub async fn run_with(
             served_bytes: cached.hit_bytes(),
             fetched_bytes: cached.fetched_bytes(),
             size_bytes: cached.cached_bytes(),
-            storage_up: !cached.storage_down(),
-            storage_failures: cached.storage_errors(),
+            sites: cached.site_stats(),
         });
     }
     tracing::info!(library = %catalog.describe(), prefetch = config.library.prefetch, "library");

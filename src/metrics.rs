@@ -61,7 +61,16 @@ pub struct Metrics {
 }
 
 /// Skip reasons, created at zero so that `increase()` sees the first one.
-pub const SKIP_REASONS: [&str; 5] = ["corrupt", "unsupported", "empty", "not_audio", "missing"];
+pub const SKIP_REASONS: [&str; 8] = [
+    "corrupt",
+    "unsupported",
+    "empty",
+    "not_audio",
+    "missing",
+    "forbidden",
+    "too_large",
+    "stalled",
+];
 /// Kinds of storage errors, created at zero for the same reason.
 pub const STORAGE_ERROR_KINDS: [&str; 2] = ["list", "fetch"];
 
@@ -226,16 +235,24 @@ impl Metrics {
     }
 }
 
-/// What an S3 library's disk cache and storage report, read at every scrape.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What an S3 library's disk cache and storage sites report, read at every scrape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
     pub served_bytes: u64,
     pub fetched_bytes: u64,
     pub size_bytes: u64,
-    pub storage_up: bool,
-    pub storage_failures: u64,
+    pub sites: Vec<SiteStats>,
+}
+
+/// One storage site of a library (`primary` or `backup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteStats {
+    pub site: &'static str,
+    pub up: bool,
+    /// Failed requests by kind label.
+    pub failures: Vec<(&'static str, u64)>,
 }
 
 impl Metrics {
@@ -267,14 +284,20 @@ impl Metrics {
                 "onair_cache_size_bytes",
                 "Bytes of tracks in the disk cache",
             ),
-            storage_up: gauge(
-                "onair_storage_up",
-                "1 while storage answers; 0 while it is down and the radio plays from its disk cache",
-            ),
-            storage_failures: counter(
-                "onair_storage_failed_requests_total",
-                "Storage requests that failed: listings, fetches and background probes while down",
-            ),
+            storage_up: must(IntGaugeVec::new(
+                Opts::new(
+                    "onair_storage_up",
+                    "1 while a storage site answers; 0 while it is down (the backup site serves, or the radio plays from its disk cache)",
+                ),
+                &["site"],
+            )),
+            storage_failures: must(IntCounterVec::new(
+                Opts::new(
+                    "onair_storage_failed_requests_total",
+                    "Storage requests that failed for the service's fault (listings, fetches, probes), by site and kind",
+                ),
+                &["site", "kind"],
+            )),
         };
         must(self.registry.register(Box::new(collector)));
     }
@@ -291,18 +314,17 @@ struct CacheCollector {
     served_bytes: IntCounter,
     fetched_bytes: IntCounter,
     size_bytes: IntGauge,
-    storage_up: IntGauge,
-    storage_failures: IntCounter,
+    storage_up: IntGaugeVec,
+    storage_failures: IntCounterVec,
 }
 
 impl CacheCollector {
-    fn counters(&self) -> [&IntCounter; 5] {
+    fn counters(&self) -> [&IntCounter; 4] {
         [
             &self.hits,
             &self.misses,
             &self.served_bytes,
             &self.fetched_bytes,
-            &self.storage_failures,
         ]
     }
 }
@@ -312,19 +334,14 @@ impl Collector for CacheCollector {
         let mut descs: Vec<&Desc> = self.counters().into_iter().flat_map(|c| c.desc()).collect();
         descs.extend(self.size_bytes.desc());
         descs.extend(self.storage_up.desc());
+        descs.extend(self.storage_failures.desc());
         descs
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
         let s = (self.read)();
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
-        let values = [
-            s.hits,
-            s.misses,
-            s.served_bytes,
-            s.fetched_bytes,
-            s.storage_failures,
-        ];
+        let values = [s.hits, s.misses, s.served_bytes, s.fetched_bytes];
         let mut families = Vec::new();
         for (counter, value) in self.counters().into_iter().zip(values) {
             counter.reset();
@@ -333,9 +350,20 @@ impl Collector for CacheCollector {
         }
         self.size_bytes
             .set(i64::try_from(s.size_bytes).unwrap_or(i64::MAX));
-        self.storage_up.set(i64::from(s.storage_up));
         families.extend(self.size_bytes.collect());
+        self.storage_failures.reset();
+        for site in &s.sites {
+            self.storage_up
+                .with_label_values(&[site.site])
+                .set(i64::from(site.up));
+            for (kind, n) in &site.failures {
+                self.storage_failures
+                    .with_label_values(&[site.site, kind])
+                    .inc_by(*n);
+            }
+        }
         families.extend(self.storage_up.collect());
+        families.extend(self.storage_failures.collect());
         families
     }
 }
@@ -372,34 +400,39 @@ mod tests {
     fn cache_series_are_read_at_each_scrape() {
         let m = Metrics::new();
         assert!(!m.render().contains("onair_cache_hits_total"));
+        let site = |up, failures: u64| SiteStats {
+            site: "primary",
+            up,
+            failures: vec![("timeout", failures), ("connect", 0)],
+        };
         let stats = std::sync::Arc::new(Mutex::new(CacheStats {
             hits: 3,
             size_bytes: 1000,
-            storage_up: true,
+            sites: vec![site(true, 0)],
             ..CacheStats::default()
         }));
         let shared = std::sync::Arc::clone(&stats);
-        m.watch_cache(move || *shared.lock().unwrap());
+        m.watch_cache(move || shared.lock().unwrap().clone());
         let text = m.render();
         for line in [
             "onair_cache_hits_total 3",
             "onair_cache_misses_total 0",
             "onair_cache_size_bytes 1000",
-            "onair_storage_up 1",
-            "onair_storage_failed_requests_total 0",
+            "onair_storage_up{site=\"primary\"} 1",
+            "onair_storage_failed_requests_total{kind=\"timeout\",site=\"primary\"} 0",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         *stats.lock().unwrap() = CacheStats {
             hits: 5,
-            storage_failures: 2,
+            sites: vec![site(false, 2)],
             ..CacheStats::default()
         };
         let text = m.render();
         for line in [
             "onair_cache_hits_total 5",
-            "onair_storage_up 0",
-            "onair_storage_failed_requests_total 2",
+            "onair_storage_up{site=\"primary\"} 0",
+            "onair_storage_failed_requests_total{kind=\"timeout\",site=\"primary\"} 2",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

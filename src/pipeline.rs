@@ -267,12 +267,20 @@ impl Worker {
     }
 
     fn start(&mut self, track: LoadedTrack) {
-        match TrackDecoder::open(track.bytes.clone()) {
-            Ok((decoder, _)) => {
+        match TrackDecoder::open(&track.data) {
+            Ok((mut decoder, _)) => {
+                let offset = match track.resume_from {
+                    Some(started) => match self.resume_offset(&track, started, &mut decoder) {
+                        Some(offset) => offset,
+                        None => return,
+                    },
+                    None => Duration::ZERO,
+                };
                 let title = StreamTitle::new(&track.display);
                 tracing::info!(track = %track.track.key, title = %track.display, codec = %track.tags.codec, "now playing");
                 self.station.metrics.tracks_played.inc();
-                self.station.begin_track(Arc::clone(&title), track.info());
+                self.station
+                    .begin_track(Arc::clone(&title), track.info(), offset);
                 // An operator's title holds until a track starts; silence after it shows nothing.
                 self.idle_title = StreamTitle::new("");
                 self.playing = Some(Playing {
@@ -293,6 +301,34 @@ impl Worker {
                     .with_label_values(&[e.reason()])
                     .inc();
                 tracing::warn!(track = %track.track.key, reason = e.reason(), error = %e, "skipping track");
+            }
+        }
+    }
+
+    /// Where a resumed track should be by now (it `started` in the saved programme), with the
+    /// decoder moved there; `None` when it has ended meanwhile (the next track plays instead).
+    fn resume_offset(
+        &self,
+        track: &LoadedTrack,
+        started: std::time::SystemTime,
+        decoder: &mut TrackDecoder,
+    ) -> Option<Duration> {
+        let offset = std::time::SystemTime::now()
+            .duration_since(started)
+            .unwrap_or_default();
+        if track.tags.duration.is_some_and(|d| offset >= d) {
+            tracing::info!(track = %track.track.key, "the resumed track has ended meanwhile; moving on");
+            return None;
+        }
+        match decoder.seek(offset) {
+            Ok(()) => {
+                tracing::info!(track = %track.track.key, offset_s = offset.as_secs_f64(),
+                    "resuming the track where the programme is");
+                Some(offset)
+            }
+            Err(e) => {
+                tracing::warn!(track = %track.track.key, error = %e, "cannot resume mid-track; playing it from the start");
+                Some(Duration::ZERO)
             }
         }
     }

@@ -239,8 +239,9 @@ impl Station {
         self.mounts.iter().map(|m| m.listeners()).sum()
     }
 
-    /// Called by the pipeline when a track goes on air: the previous one moves to the history.
-    pub fn begin_track(&self, title: Arc<StreamTitle>, track: TrackInfo) {
+    /// Called by the pipeline when a track goes on air, `offset` into it (a resumed programme):
+    /// the previous one moves to the history.
+    pub fn begin_track(&self, title: Arc<StreamTitle>, track: TrackInfo, offset: Duration) {
         {
             let mut next = lock(&self.up_next);
             if next.as_ref().is_some_and(|n| n.key == track.key) {
@@ -255,8 +256,12 @@ impl Station {
                 NowPlaying {
                     title,
                     track: Some(track),
-                    started: SystemTime::now(),
-                    started_at: Instant::now(),
+                    started: SystemTime::now()
+                        .checked_sub(offset)
+                        .unwrap_or_else(SystemTime::now),
+                    started_at: Instant::now()
+                        .checked_sub(offset)
+                        .unwrap_or_else(Instant::now),
                 },
             );
             if let Some(track) = previous.track {
@@ -284,6 +289,13 @@ impl Station {
             h.pop_back();
         }
         h.push_front(Played { track, started });
+    }
+
+    /// Puts back the history of a saved programme (most recent first), before anything plays.
+    pub fn restore_history(&self, played: Vec<Played>) {
+        let mut h = lock(&self.history);
+        h.clear();
+        h.extend(played.into_iter().take(HISTORY_LEN));
     }
 
     /// Tracks played before the current one, most recent first.

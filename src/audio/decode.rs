@@ -1,21 +1,41 @@
 //! The only file that speaks symphonia: a track's bytes in, interleaved f32 PCM out, with the track's
-//! tags. The format is found by probing the content, never by the file name.
+//! tags. The format is found by probing the content, never by the file name. Tracks are read from
+//! their [`TrackData`] (a file on local disk, usually) through symphonia's bounded read-ahead
+//! buffer, so decoding a two-hour mix costs the same memory as a three-minute song.
 //!
 //! Error policy: a damaged packet is counted and skipped and decoding goes on (a track that is cut
-//! short plays its valid part); a track with no decodable audio at all is refused when it is opened,
-//! so the scheduler skips it before it reaches the air.
+//! short plays its valid part); a track with no decodable audio at all, or with stream parameters
+//! outside what a radio plays (sample rates outside 8–384 kHz, more than 8 channels, multichannel
+//! Opus), is refused when it is opened, so the scheduler skips it before it reaches the air.
 
-use std::io::Cursor;
 use std::time::Duration;
 
-use bytes::Bytes;
 use symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS;
 use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
-use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::formats::{FormatOptions, FormatReader, SeekMode, SeekTo, TrackType};
+use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::{MetadataOptions, MetadataRevision, StandardTag};
+use symphonia::core::units::{Time, TimeBase};
+
+use crate::catalog::{TrackData, TrackReader};
+
+/// Sample rates a track may have: anything else is a damaged or hostile header (rubato sizes
+/// its buffers by the rate ratio).
+pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 8_000..=384_000;
+/// The most channels a track may have.
+pub const MAX_CHANNELS: usize = 8;
+
+impl MediaSource for TrackReader {
+    fn is_seekable(&self) -> bool {
+        true
+    }
+
+    fn byte_len(&self) -> Option<u64> {
+        Some(self.len())
+    }
+}
 
 /// Why a track cannot be played.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +90,11 @@ pub struct TrackDecoder {
     format: Box<dyn FormatReader>,
     codec: Codec,
     track_id: u32,
+    time_base: Option<TimeBase>,
     sample_rate: u32,
     channels: usize,
+    /// Frames still to drop after a seek (the reader lands before the asked position).
+    discard: u64,
     /// Damaged packets met so far in this track.
     errors: u64,
     /// Damaged packets in a row; too many means the rest of the file is garbage.
@@ -88,6 +111,8 @@ enum Codec {
 struct OpusDecoder {
     decoder: ropus::Decoder,
     channels: usize,
+    /// The OpusHead output gain (Q7.8 dB), kept for a reset.
+    gain: i16,
     /// Room for the longest packet (120 ms).
     scratch: Vec<f32>,
     /// Pre-skip frames still to drop. symphonia 0.6 gives the OpusHead pre-skip only as the
@@ -118,9 +143,29 @@ impl OpusDecoder {
         Ok(OpusDecoder {
             decoder,
             channels,
+            gain,
             scratch: vec![0.0; OPUS_MAX_FRAMES * channels],
             skip: pre_skip,
         })
+    }
+
+    /// Forgets the decoding state (after a seek); the pre-skip belongs to the stream's start.
+    fn reset(&mut self) -> Result<(), DecodeError> {
+        let layout = if self.channels == 1 {
+            ropus::Channels::Mono
+        } else {
+            ropus::Channels::Stereo
+        };
+        let mut decoder = ropus::Decoder::new(48_000, layout)
+            .map_err(|e| DecodeError::Corrupt(format!("opus: {e}")))?;
+        if self.gain != 0 {
+            decoder
+                .set_gain(i32::from(self.gain))
+                .map_err(|e| DecodeError::Corrupt(format!("opus output gain: {e}")))?;
+        }
+        self.decoder = decoder;
+        self.skip = 0;
+        Ok(())
     }
 
     /// Decodes one packet and appends its interleaved samples to `out`, less the frames cut by
@@ -167,12 +212,12 @@ const MAX_ERRORS_IN_ROW: u32 = 64;
 const OPUS_MAX_FRAMES: usize = 5760;
 
 impl TrackDecoder {
-    /// Probes the bytes and prepares a decoder for the first audio track.
-    pub fn open(bytes: Bytes) -> Result<(TrackDecoder, TrackTags), DecodeError> {
-        if bytes.is_empty() {
+    /// Probes the track and prepares a decoder for its first audio stream.
+    pub fn open(data: &TrackData) -> Result<(TrackDecoder, TrackTags), DecodeError> {
+        if data.is_empty() {
             return Err(DecodeError::Empty);
         }
-        let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
+        let mss = MediaSourceStream::new(Box::new(data.reader()), Default::default());
         let mut format = symphonia::default::get_probe()
             .probe(
                 &Hint::new(),
@@ -189,6 +234,7 @@ impl TrackDecoder {
             .default_track(TrackType::Audio)
             .ok_or_else(|| DecodeError::Unsupported("no audio track".into()))?;
         let track_id = track.id;
+        let time_base = track.time_base;
         let params = track
             .codec_params
             .as_ref()
@@ -208,12 +254,30 @@ impl TrackDecoder {
             _ => None,
         };
 
+        if let Some(rate) = params.sample_rate
+            && !SAMPLE_RATES.contains(&rate)
+        {
+            return Err(DecodeError::Unsupported(format!(
+                "sample rate {rate} Hz (8 to 384 kHz are played)"
+            )));
+        }
+        if let Some(n) = params.channels.as_ref().map(|c| c.count())
+            && n > MAX_CHANNELS
+        {
+            return Err(DecodeError::Unsupported(format!(
+                "{n} channels (at most {MAX_CHANNELS} are played)"
+            )));
+        }
         let (codec, codec_name, sample_rate, channels) = if params.codec == CODEC_ID_OPUS {
-            let channels = params
-                .channels
-                .as_ref()
-                .map_or(2, |c| c.count())
-                .clamp(1, 2);
+            let channels = params.channels.as_ref().map_or(2, |c| c.count());
+            if channels > 2 {
+                // Multistream (surround) Opus needs a channel mapping this decoder does not do:
+                // refused rather than decoded as garbage.
+                return Err(DecodeError::Unsupported(format!(
+                    "Opus with {channels} channels (multistream)"
+                )));
+            }
+            let channels = channels.max(1);
             let decoder =
                 OpusDecoder::new(channels, pre_skip as usize, params.extra_data.as_deref())?;
             (
@@ -247,12 +311,52 @@ impl TrackDecoder {
             format,
             codec,
             track_id,
+            time_base,
             sample_rate,
             channels,
+            discard: 0,
             errors: 0,
             errors_in_row: 0,
         };
         Ok((decoder, tags))
+    }
+
+    /// Moves to `position` from the start of the track, exactly: the reader lands on a packet
+    /// at or before it, and the frames in between are dropped as they are decoded. Fails (the
+    /// track then plays from where it was) when the container cannot seek.
+    pub fn seek(&mut self, position: Duration) -> Result<(), DecodeError> {
+        let time = Time::try_from_secs_f64(position.as_secs_f64())
+            .ok_or_else(|| DecodeError::Unsupported(format!("seek to {position:?}")))?;
+        let seeked = self
+            .format
+            .seek(
+                SeekMode::Accurate,
+                SeekTo::Time {
+                    time,
+                    track_id: Some(self.track_id),
+                },
+            )
+            .map_err(|e| DecodeError::Unsupported(format!("seek to {position:?}: {e}")))?;
+        let ticks = seeked
+            .required_ts
+            .get()
+            .saturating_sub(seeked.actual_ts.get())
+            .max(0) as u64;
+        self.discard = match self.time_base {
+            Some(tb) => {
+                let (numer, denom) = (u64::from(tb.numer.get()), u64::from(tb.denom.get()));
+                ticks
+                    .saturating_mul(numer)
+                    .saturating_mul(u64::from(self.sample_rate))
+                    / denom
+            }
+            None => ticks,
+        };
+        match &mut self.codec {
+            Codec::Symphonia(decoder) => decoder.reset(),
+            Codec::Opus(decoder) => decoder.reset()?,
+        }
+        Ok(())
     }
 
     /// Sample rate of the PCM this decoder yields.
@@ -273,6 +377,7 @@ impl TrackDecoder {
     /// Decodes the next packet, appending interleaved samples to `out`. Returns `false` at the end
     /// of the track (including the point where a truncated file stops making sense).
     pub fn next_packet(&mut self, out: &mut Vec<f32>) -> bool {
+        let start = out.len();
         loop {
             let packet = match self.format.next_packet() {
                 Ok(Some(p)) => p,
@@ -294,11 +399,15 @@ impl TrackDecoder {
                 Codec::Symphonia(decoder) => match decoder.decode(&packet) {
                     Ok(buf) => {
                         let channels = buf.spec().channels().count();
-                        if channels == 0 {
+                        let rate = buf.spec().rate();
+                        // A stream may change its parameters mid-file (chained Ogg); ones outside
+                        // what a radio plays are damage, not audio.
+                        if channels == 0 || channels > MAX_CHANNELS || !SAMPLE_RATES.contains(&rate)
+                        {
                             false
                         } else {
                             self.channels = channels;
-                            self.sample_rate = buf.spec().rate();
+                            self.sample_rate = rate;
                             // symphonia's copy_to_vec overwrites from the start; append instead.
                             let start = out.len();
                             out.resize(start + buf.samples_interleaved(), 0.0);
@@ -317,12 +426,24 @@ impl TrackDecoder {
             };
             if ok {
                 self.errors_in_row = 0;
+                self.drop_discarded(out, start);
                 return true;
             }
             if self.damaged() {
                 return false;
             }
         }
+    }
+
+    /// Drops what a seek still owes from the frames appended after `start`.
+    fn drop_discarded(&mut self, out: &mut Vec<f32>, start: usize) {
+        if self.discard == 0 || self.channels == 0 {
+            return;
+        }
+        let frames = ((out.len() - start) / self.channels) as u64;
+        let drop = frames.min(self.discard);
+        self.discard -= drop;
+        out.drain(start..start + drop as usize * self.channels);
     }
 
     /// Records one damaged packet; true when the track should be given up.
@@ -335,8 +456,8 @@ impl TrackDecoder {
 
 /// Opens a track and decodes its first packets, so that a file that probes as audio but holds
 /// none (random bytes with a false MP3 sync) is refused before it is scheduled.
-pub fn probe(bytes: Bytes) -> Result<TrackTags, DecodeError> {
-    let (mut decoder, tags) = TrackDecoder::open(bytes)?;
+pub fn probe(data: &TrackData) -> Result<TrackTags, DecodeError> {
+    let (mut decoder, tags) = TrackDecoder::open(data)?;
     let mut pcm = Vec::new();
     let mut good = 0;
     for _ in 0..16 {
@@ -402,8 +523,19 @@ fn non_blank(s: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn mem(bytes: Vec<u8>) -> TrackData {
+        TrackData::from_bytes(bytes)
+    }
+
     /// A PCM WAV file of a 440 Hz tone.
     fn wav(rate: u32, channels: u16, seconds: f32) -> Vec<u8> {
+        wav_of(rate, channels, seconds, |i, rate| {
+            (i as f32 * 440.0 * std::f32::consts::TAU / rate as f32).sin() * 16000.0
+        })
+    }
+
+    /// A PCM WAV file whose frame `i` has the value `sample(i, rate)`.
+    fn wav_of(rate: u32, channels: u16, seconds: f32, sample: impl Fn(u32, u32) -> f32) -> Vec<u8> {
         let frames = (rate as f32 * seconds) as u32;
         let data_len = frames * u32::from(channels) * 2;
         let mut v = Vec::new();
@@ -420,8 +552,7 @@ mod tests {
         v.extend_from_slice(b"data");
         v.extend_from_slice(&data_len.to_le_bytes());
         for i in 0..frames {
-            let s =
-                ((i as f32 * 440.0 * std::f32::consts::TAU / rate as f32).sin() * 16000.0) as i16;
+            let s = sample(i, rate) as i16;
             for _ in 0..channels {
                 v.extend_from_slice(&s.to_le_bytes());
             }
@@ -431,7 +562,7 @@ mod tests {
 
     #[test]
     fn decodes_a_wav_whole() {
-        let (mut d, tags) = TrackDecoder::open(Bytes::from(wav(22050, 1, 1.5))).unwrap();
+        let (mut d, tags) = TrackDecoder::open(&mem(wav(22050, 1, 1.5))).unwrap();
         assert_eq!((tags.sample_rate, tags.channels), (22050, 1));
         assert_eq!(tags.title, None);
         let mut pcm = Vec::new();
@@ -443,16 +574,16 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_audio() {
-        assert!(matches!(probe(Bytes::new()), Err(DecodeError::Empty)));
+        assert!(matches!(probe(&mem(Vec::new())), Err(DecodeError::Empty)));
         let mut rng = fastrand::Rng::with_seed(3);
         let garbage: Vec<u8> = (0..100_000).map(|_| rng.u8(..)).collect();
-        let err = probe(Bytes::from(garbage)).unwrap_err();
+        let err = probe(&mem(garbage)).unwrap_err();
         assert!(
             matches!(err, DecodeError::NotAudio | DecodeError::Corrupt(_)),
             "{err:?}"
         );
         assert!(matches!(
-            probe(Bytes::from_static(b"just some text, not a song")),
+            probe(&mem(b"just some text, not a song".to_vec())),
             Err(DecodeError::NotAudio)
         ));
     }
@@ -463,7 +594,7 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/media/07-opus.opus"
         );
-        let (mut d, tags) = TrackDecoder::open(Bytes::from(std::fs::read(path).unwrap())).unwrap();
+        let (mut d, tags) = TrackDecoder::open(&mem(std::fs::read(path).unwrap())).unwrap();
         assert_eq!(
             (tags.codec.as_str(), tags.sample_rate, tags.channels),
             ("opus", 48_000, 2)
@@ -512,7 +643,7 @@ mod tests {
         );
         let original = std::fs::read(path).unwrap();
         let rms = |bytes: Vec<u8>| {
-            let (mut d, _) = TrackDecoder::open(Bytes::from(bytes)).unwrap();
+            let (mut d, _) = TrackDecoder::open(&mem(bytes)).unwrap();
             let mut pcm = Vec::new();
             while d.next_packet(&mut pcm) {}
             assert_eq!(d.errors(), 0);
@@ -530,9 +661,38 @@ mod tests {
     fn a_cut_wav_plays_its_valid_part() {
         let mut w = wav(44100, 2, 1.0);
         w.truncate(w.len() / 2);
-        let (mut d, _) = TrackDecoder::open(Bytes::from(w)).unwrap();
+        let (mut d, _) = TrackDecoder::open(&mem(w)).unwrap();
         let mut pcm = Vec::new();
         while d.next_packet(&mut pcm) {}
         assert!(pcm.len() > 40_000 && pcm.len() <= 44_100, "{}", pcm.len());
+    }
+
+    #[test]
+    fn seeks_exactly_to_a_position() {
+        // A ramp: every frame says where it is.
+        let w = wav_of(8000, 1, 3.0, |i, _| (i % 30000) as f32);
+        let (mut d, _) = TrackDecoder::open(&mem(w)).unwrap();
+        d.seek(Duration::from_millis(1500)).unwrap();
+        let mut pcm = Vec::new();
+        assert!(d.next_packet(&mut pcm));
+        let first = (pcm[0] * 32768.0).round() as i32;
+        assert_eq!(first, 12000, "frame 12000 is at 1.5 s");
+        while d.next_packet(&mut pcm) {}
+        assert_eq!(pcm.len(), 12000);
+    }
+
+    #[test]
+    fn refuses_stream_parameters_a_radio_does_not_play() {
+        let low = wav(8000, 1, 0.5);
+        let mut one_hz = low.clone();
+        one_hz[24..28].copy_from_slice(&1u32.to_le_bytes());
+        assert!(matches!(
+            TrackDecoder::open(&mem(one_hz)),
+            Err(DecodeError::Unsupported(_))
+        ));
+        let nine = wav(8000, 9, 0.2);
+        let err = probe(&mem(nine)).unwrap_err();
+        assert_eq!(err.reason(), "unsupported", "{err}");
+        assert!(probe(&mem(wav(8000, 8, 0.2))).is_ok());
     }
 }

@@ -1,12 +1,15 @@
-//! The music library as the scheduler sees it: a list of track keys and a way to fetch a track's
-//! bytes. One trait, implemented by the local folder (the default) and by S3 (`s3.rs`), which is
-//! read through a disk cache (`cache.rs`, `cached.rs`) so that a storage outage does not silence
-//! the radio.
+//! The music library as the scheduler sees it: a list of track keys, a way to get a track onto
+//! local disk ready to decode ([`TrackData`]), and a small place to keep the playout state. One
+//! trait, implemented by the local folder (the default) and by S3 (`s3.rs`, one storage site),
+//! which is read through a disk cache (`cache.rs`) over a primary and an optional backup site
+//! (`cached.rs`), so that a storage outage does not silence the radio.
 
 pub mod cache;
 pub mod cached;
 pub mod local;
 pub mod s3;
+pub mod store;
+pub mod track;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +20,7 @@ pub use cache::{Cache, CacheError};
 pub use cached::CachedCatalog;
 pub use local::LocalCatalog;
 pub use s3::{S3Catalog, S3SetupError};
+pub use track::{TrackData, TrackReader};
 
 use crate::config::{self, LibraryKind};
 
@@ -28,15 +32,111 @@ pub struct TrackRef {
     pub version: Arc<str>,
 }
 
-/// Why a catalog operation failed.
+/// What kind of storage failure an [`CatalogError::Unavailable`] is (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageErrorKind {
+    /// No connection (refused, reset, DNS, TLS).
+    Connect,
+    /// No answer in time: a frozen or overloaded gateway.
+    Timeout,
+    /// A body stopped arriving, and storage did not answer a probe either.
+    Stall,
+    /// A 5xx answer.
+    Server,
+    /// Told to slow down (429, 503 SlowDown).
+    Throttled,
+    /// An answer that could not be read.
+    Response,
+    /// Refused without asking: storage is down and its probe is not due.
+    Down,
+    /// Anything else the service did wrong (a listing refused, …).
+    Other,
+}
+
+impl StorageErrorKind {
+    /// Label for `onair_storage_failed_requests_total{kind}`.
+    pub fn label(self) -> &'static str {
+        match self {
+            StorageErrorKind::Connect => "connect",
+            StorageErrorKind::Timeout => "timeout",
+            StorageErrorKind::Stall => "stall",
+            StorageErrorKind::Server => "http_5xx",
+            StorageErrorKind::Throttled => "throttled",
+            StorageErrorKind::Response => "response",
+            StorageErrorKind::Down => "down",
+            StorageErrorKind::Other => "other",
+        }
+    }
+
+    /// Every label, so metrics can start at zero.
+    pub const ALL: [StorageErrorKind; 8] = [
+        StorageErrorKind::Connect,
+        StorageErrorKind::Timeout,
+        StorageErrorKind::Stall,
+        StorageErrorKind::Server,
+        StorageErrorKind::Throttled,
+        StorageErrorKind::Response,
+        StorageErrorKind::Down,
+        StorageErrorKind::Other,
+    ];
+}
+
+/// Why a catalog operation failed, by what the caller does about it.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    /// The track is gone since the last listing: drop it and move on.
+    /// The track is gone since the last listing (or changed: it is listed again with its new
+    /// version): skip it.
     #[error("track {0} no longer exists")]
     NotFound(String),
-    /// The storage cannot be read right now: keep what we have and retry later.
-    #[error("library unavailable: {0}")]
-    Unavailable(String),
+    /// Storage refuses this one object (403, …): skip it until its version changes.
+    #[error("storage refuses track {key}: {detail}")]
+    Refused { key: String, detail: String },
+    /// Larger than `library.max_track_bytes`: skip it until its version changes.
+    #[error("track {key} has {bytes} bytes, more than library.max_track_bytes = {max}")]
+    TooLarge { key: String, bytes: u64, max: u64 },
+    /// The track's body stopped arriving while storage kept answering: skip it until its
+    /// version changes.
+    #[error("track {key} stopped arriving while storage answers other requests")]
+    Stalled { key: String },
+    /// The storage service failed (connect, timeout, 5xx, throttling): keep what we have, try
+    /// other tracks, retry later. Consecutive ones mark a storage site down.
+    #[error("storage unavailable ({}): {detail}", kind.label())]
+    Unavailable {
+        kind: StorageErrorKind,
+        detail: String,
+    },
+    /// A local problem (the disk cache cannot be written): try again later; storage is fine.
+    #[error("local: {0}")]
+    Local(String),
+}
+
+impl CatalogError {
+    /// For an error about one object (skip that track until its version changes): the label of
+    /// `onair_tracks_skipped_total{reason}`. `None` for failures of storage or of this host.
+    pub fn skip_reason(&self) -> Option<&'static str> {
+        match self {
+            CatalogError::NotFound(_) => Some("missing"),
+            CatalogError::Refused { .. } => Some("forbidden"),
+            CatalogError::TooLarge { .. } => Some("too_large"),
+            CatalogError::Stalled { .. } => Some("stalled"),
+            CatalogError::Unavailable { .. } | CatalogError::Local(_) => None,
+        }
+    }
+
+    /// A storage service failure (counts towards marking a site down).
+    pub fn storage_kind(&self) -> Option<StorageErrorKind> {
+        match self {
+            CatalogError::Unavailable { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn unavailable(kind: StorageErrorKind, detail: impl Into<String>) -> CatalogError {
+        CatalogError::Unavailable {
+            kind,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// A source of tracks.
@@ -44,8 +144,11 @@ pub trait Catalog: Send + Sync + 'static {
     /// Every playable-looking track key, sorted by key. Files that are clearly not audio by name
     /// (text, images, playlists) are left out; everything else is probed when fetched.
     fn list(&self) -> impl Future<Output = Result<Vec<TrackRef>, CatalogError>> + Send;
-    /// The whole content of one track.
-    fn fetch(&self, track: &TrackRef) -> impl Future<Output = Result<Bytes, CatalogError>> + Send;
+    /// One track, on local disk (or, when small and the disk will not take it, in memory).
+    fn fetch(
+        &self,
+        track: &TrackRef,
+    ) -> impl Future<Output = Result<TrackData, CatalogError>> + Send;
     /// Where the library lives, for logs and status.
     fn describe(&self) -> String;
     /// Where a fetch of `track` would be served from now, so the scheduler can prefer tracks
@@ -58,6 +161,18 @@ pub trait Catalog: Send + Sync + 'static {
     fn relist_after(&self) -> Option<Duration> {
         None
     }
+    /// Every stored copy of the small state object `name` (one per storage site that answers),
+    /// for the caller to pick the newest. Empty when there is none.
+    fn load_state(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<Bytes>, CatalogError>> + Send;
+    /// Replaces the small state object `name` where the library is served from now.
+    fn save_state(
+        &self,
+        name: &str,
+        data: Bytes,
+    ) -> impl Future<Output = Result<(), CatalogError>> + Send;
 }
 
 /// Where a fetch would be served from (see [`Catalog::availability`]).
@@ -84,24 +199,38 @@ pub enum Library {
 pub enum SetupError {
     #[error("S3 library: {0}")]
     S3(#[from] S3SetupError),
+    #[error("S3 backup site (library.backup): {0}")]
+    Backup(S3SetupError),
     #[error("disk cache (library.cache_dir): {0}")]
     Cache(#[from] CacheError),
 }
 
 impl Library {
-    /// Builds the catalog; for S3, opens the disk cache (which must be writable) and the client
-    /// with credentials from the `AWS_*` environment. Makes no storage request: a gateway that is
-    /// down at start is an outage to ride out, not a setup error.
+    /// Builds the catalog; for S3, opens the disk cache (which must be writable) and a client
+    /// per site with credentials from the environment. Makes no storage request: a gateway
+    /// that is down at start is an outage to ride out, not a setup error.
     pub async fn open(config: &config::Library) -> Result<Library, SetupError> {
         match &config.kind {
-            LibraryKind::Local { path } => Ok(Library::Local(LocalCatalog::new(path.clone()))),
+            LibraryKind::Local { path } => Ok(Library::Local(LocalCatalog::new(
+                path.clone(),
+                config.max_track_bytes,
+            ))),
             LibraryKind::S3(s3) => {
                 let cache = Cache::open(&s3.cache_dir, s3.cache_max_bytes).await?;
-                let storage = S3Catalog::from_env(&s3.storage)?;
-                Ok(Library::S3(CachedCatalog::with_retry_after(
-                    storage,
+                let primary = S3Catalog::from_env(&s3.storage)?;
+                let backup = match &s3.backup {
+                    Some(b) => Some(S3Catalog::from_env(b).map_err(SetupError::Backup)?),
+                    None => None,
+                };
+                Ok(Library::S3(CachedCatalog::new(
+                    primary,
+                    backup,
                     cache,
-                    s3.retry_after,
+                    cached::Options {
+                        retry_after: s3.retry_after,
+                        max_track_bytes: config.max_track_bytes,
+                        probe_timeout: s3.storage.timeouts.stall,
+                    },
                 )))
             }
         }
@@ -116,7 +245,7 @@ impl Catalog for Library {
         }
     }
 
-    async fn fetch(&self, track: &TrackRef) -> Result<Bytes, CatalogError> {
+    async fn fetch(&self, track: &TrackRef) -> Result<TrackData, CatalogError> {
         match self {
             Library::Local(c) => c.fetch(track).await,
             Library::S3(c) => c.fetch(track).await,
@@ -143,6 +272,20 @@ impl Catalog for Library {
             Library::S3(c) => c.relist_after(),
         }
     }
+
+    async fn load_state(&self, name: &str) -> Result<Vec<Bytes>, CatalogError> {
+        match self {
+            Library::Local(c) => c.load_state(name).await,
+            Library::S3(c) => c.load_state(name).await,
+        }
+    }
+
+    async fn save_state(&self, name: &str, data: Bytes) -> Result<(), CatalogError> {
+        match self {
+            Library::Local(c) => c.save_state(name, data).await,
+            Library::S3(c) => c.save_state(name, data).await,
+        }
+    }
 }
 
 /// Extensions that are never audio, so they are not even tried (as `93-notes.txt`). Everything else
@@ -161,6 +304,10 @@ pub(crate) fn is_ignored_name(name: &str) -> bool {
     }
 }
 
+/// Where state objects live, relative to the library root or prefix: hidden, so listings
+/// never take them for tracks.
+pub(crate) const STATE_DIR: &str = ".onair/state/";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +317,7 @@ mod tests {
         assert!(is_ignored_name("93-notes.txt"));
         assert!(is_ignored_name("cover.JPG"));
         assert!(is_ignored_name(".DS_Store"));
+        assert!(is_ignored_name(".onair"));
         assert!(!is_ignored_name("94-flac-named.mp3"));
         assert!(!is_ignored_name("track"));
         assert!(!is_ignored_name("a.weird-extension"));

@@ -1,12 +1,13 @@
-//! The library in an S3 bucket (Ceph RADOS Gateway or any S3 endpoint): listing with
-//! ListObjectsV2 and whole-object fetches with GetObject, through aws-sdk-s3 built without
+//! One storage site in an S3 bucket (Ceph RADOS Gateway or any S3 endpoint): listing with
+//! ListObjectsV2, a one-key listing as the health probe, objects streamed piece by piece with
+//! GetObject, and small state objects with GetObject/PutObject, through aws-sdk-s3 built without
 //! aws-config. This module owns the S3 client setup (endpoint, path-style addressing, region,
-//! credentials from the standard `AWS_*` variables, one hyper + rustls/ring HTTP client, timeouts,
-//! retries with backoff and jitter, checksums only "when required" as Ceph 16 needs) and the
-//! mapping of SDK errors to [`CatalogError`]: `NotFound` for a missing object, `Unavailable`
-//! with a `"<kind>: <detail>"` message otherwise, whose kind ([`error_kind`]) is a metric label.
+//! credentials from the environment, one hyper + rustls/ring HTTP client, timeouts, retries with
+//! backoff and jitter, checksums only "when required" as Ceph 16 needs) and the mapping of SDK
+//! errors to [`CatalogError`] by what they mean: about one object (404, 412, 403) or about the
+//! service (connect, timeout, 5xx, throttling).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,77 +19,20 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use bytes::Bytes;
 
-use super::{Catalog, CatalogError, TrackRef, is_ignored_name};
-
-/// Where the library lives and how patiently to talk to it (`[library] kind = "s3"`).
-#[derive(Debug, Clone)]
-pub struct S3Settings {
-    /// `http://host:port` or `https://host[:port]`, e.g. `http://127.0.0.1:7480` for Ceph RGW.
-    pub endpoint: String,
-    /// Signing region; Ceph accepts any, `us-east-1` (used when empty) is customary.
-    pub region: String,
-    /// The bucket holding the tracks.
-    pub bucket: String,
-    /// Key prefix of the library, e.g. `tracks/`; a missing trailing `/` is added. Empty: whole bucket.
-    pub prefix: String,
-    /// PEM bundle of the CA(s) to trust for an `https` endpoint instead of the system roots
-    /// (a private Ceph CA). `None`: the system's roots (`ca-certificates` must be installed).
-    pub ca_file: Option<PathBuf>,
-    /// Timeouts of every request.
-    pub timeouts: S3Timeouts,
-    /// Attempts per request, the first included (standard retry mode: exponential backoff with
-    /// jitter, 1 s base, only for transient errors: timeouts, I/O, 5xx, throttling).
-    pub max_attempts: u32,
-}
-
-/// Timeouts of S3 requests. Defaults: connect 3 s, attempt 10 s, operation 30 s, body 30 s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct S3Timeouts {
-    /// TCP (and TLS) connection establishment.
-    pub connect: Duration,
-    /// One attempt, until the response headers (a frozen gateway accepts connections but never
-    /// answers: this is what ends such an attempt).
-    pub attempt: Duration,
-    /// One operation, all attempts and backoff included: the longest a caller waits for headers.
-    pub operation: Duration,
-    /// Reading the body of a fetched object once the headers have arrived.
-    pub body: Duration,
-}
-
-impl Default for S3Timeouts {
-    fn default() -> Self {
-        S3Timeouts {
-            connect: Duration::from_secs(3),
-            attempt: Duration::from_secs(10),
-            operation: Duration::from_secs(30),
-            body: Duration::from_secs(30),
-        }
-    }
-}
-
-impl S3Settings {
-    /// Settings with the default timeouts, 3 attempts and no extra CA.
-    pub fn new(endpoint: &str, region: &str, bucket: &str, prefix: &str) -> S3Settings {
-        S3Settings {
-            endpoint: endpoint.to_owned(),
-            region: region.to_owned(),
-            bucket: bucket.to_owned(),
-            prefix: prefix.to_owned(),
-            ca_file: None,
-            timeouts: S3Timeouts::default(),
-            max_attempts: 3,
-        }
-    }
-}
+use super::store::{Object, ObjectBody, ObjectStore};
+use super::{CatalogError, StorageErrorKind, TrackRef, is_ignored_name};
+use crate::config::storage::normalize_prefix;
+pub use crate::config::storage::{CredentialsEnv, S3Settings, S3Timeouts};
 
 /// Why an [`S3Catalog`] cannot be built (a configuration or environment mistake).
 #[derive(Debug, thiserror::Error)]
 pub enum S3SetupError {
     /// A required environment variable is unset or empty.
-    #[error("environment variable {0} is not set (S3 credentials come from AWS_* variables)")]
+    #[error("environment variable {0} is not set (S3 credentials come from the environment)")]
     MissingEnv(&'static str),
     /// The endpoint is not an `http://` or `https://` URL.
     #[error("S3 endpoint {0:?} must start with http:// or https://")]
@@ -100,7 +44,7 @@ pub enum S3SetupError {
     #[error("CA file {path}: {reason}")]
     CaFile {
         /// The configured `ca_file`.
-        path: PathBuf,
+        path: std::path::PathBuf,
         /// What is wrong with it.
         reason: String,
     },
@@ -113,18 +57,20 @@ pub struct S3Catalog {
     bucket: Arc<str>,
     prefix: Arc<str>,
     endpoint: Arc<str>,
-    body_timeout: Duration,
+    stall: Duration,
 }
 
 impl S3Catalog {
-    /// Builds the client with credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
-    /// the optional `AWS_SESSION_TOKEN`. No request is made: a down gateway is not an error here.
+    /// Builds the client with credentials from the variables `settings.credentials_env` names
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, optional `AWS_SESSION_TOKEN` for the
+    /// primary site). No request is made: a down gateway is not an error here.
     pub fn from_env(settings: &S3Settings) -> Result<S3Catalog, S3SetupError> {
         let var = |name: &'static str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let key = var("AWS_ACCESS_KEY_ID").ok_or(S3SetupError::MissingEnv("AWS_ACCESS_KEY_ID"))?;
-        let secret = var("AWS_SECRET_ACCESS_KEY")
-            .ok_or(S3SetupError::MissingEnv("AWS_SECRET_ACCESS_KEY"))?;
-        let credentials = Credentials::new(key, secret, var("AWS_SESSION_TOKEN"), None, "env");
+        let env = settings.credentials_env;
+        let key = var(env.access_key_id).ok_or(S3SetupError::MissingEnv(env.access_key_id))?;
+        let secret =
+            var(env.secret_access_key).ok_or(S3SetupError::MissingEnv(env.secret_access_key))?;
+        let credentials = Credentials::new(key, secret, var(env.session_token), None, "env");
         S3Catalog::new(settings, credentials)
     }
 
@@ -172,7 +118,9 @@ impl S3Catalog {
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(t.connect)
-                    .operation_attempt_timeout(t.attempt)
+                    // An attempt ends when no response head came within the stall timeout: a
+                    // frozen gateway is noticed per request, not when the operation gives up.
+                    .operation_attempt_timeout(t.stall)
                     .operation_timeout(t.operation)
                     .build(),
             )
@@ -188,11 +136,12 @@ impl S3Catalog {
             bucket: Arc::from(settings.bucket.as_str()),
             prefix: Arc::from(prefix),
             endpoint: Arc::from(endpoint),
-            body_timeout: t.body,
+            stall: t.stall,
         })
     }
 
-    /// The SDK client, for tools and tests (uploading, deleting). The catalog only reads.
+    /// The SDK client, for tools and tests (uploading, deleting). The catalog only reads
+    /// tracks.
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -206,25 +155,29 @@ impl S3Catalog {
     pub fn object_key(&self, track_key: &str) -> String {
         format!("{}{track_key}", self.prefix)
     }
-}
 
-impl Catalog for S3Catalog {
-    async fn list(&self) -> Result<Vec<TrackRef>, CatalogError> {
+    fn list_request(
+        &self,
+    ) -> aws_sdk_s3::operation::list_objects_v2::builders::ListObjectsV2FluentBuilder {
         let prefix = (!self.prefix.is_empty()).then(|| self.prefix.to_string());
-        let mut pages = self
-            .client
+        self.client
             .list_objects_v2()
             .bucket(&*self.bucket)
             .set_prefix(prefix)
-            .into_paginator()
-            .send();
+    }
+}
+
+impl ObjectStore for S3Catalog {
+    type Body = S3Body;
+
+    async fn list(&self) -> Result<Vec<TrackRef>, CatalogError> {
+        let mut pages = self.list_request().into_paginator().send();
         let mut found = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
-                unavailable(
+                listing_failed(
                     &e,
-                    "ListObjectsV2",
-                    &format!("{}/{}", self.bucket, self.prefix),
+                    &format!("ListObjectsV2 {}/{}", self.bucket, self.prefix),
                 )
             })?;
             for object in page.contents() {
@@ -246,42 +199,91 @@ impl Catalog for S3Catalog {
         Ok(found)
     }
 
-    async fn fetch(&self, track: &TrackRef) -> Result<Bytes, CatalogError> {
+    async fn probe(&self) -> Result<(), CatalogError> {
+        self.list_request()
+            .max_keys(1)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| listing_failed(&e, &format!("probe of {}", self.bucket)))
+    }
+
+    async fn open(
+        &self,
+        track: &TrackRef,
+        exact_version: bool,
+    ) -> Result<Object<S3Body>, CatalogError> {
         let key = self.object_key(&track.key);
         let mut request = self.client.get_object().bucket(&*self.bucket).key(&key);
-        if !track.version.is_empty() {
+        if exact_version && !track.version.is_empty() {
             // Only the listed version: a changed object answers 412 and is treated as gone
             // (the next listing brings its new ETag), so a cache never files new bytes under
             // an old ETag.
             request = request.if_match(format!("\"{}\"", track.version));
         }
-        let output = match request.send().await {
+        let output = request.send().await.map_err(|e| {
+            object_failed(&e, &track.key, &format!("GetObject {}/{key}", self.bucket))
+        })?;
+        Ok(Object {
+            len: output.content_length().and_then(|n| u64::try_from(n).ok()),
+            version: output.e_tag().map(|e| Arc::from(unquote(e))),
+            body: S3Body {
+                body: output.body,
+                stall: self.stall,
+                what: format!("GetObject {}/{key}", self.bucket),
+            },
+        })
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Bytes>, CatalogError> {
+        let key = self.object_key(name);
+        let what = format!("GetObject {}/{key}", self.bucket);
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&*self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
             Ok(output) => output,
             Err(e) => {
-                let status = e.raw_response().map(|r| r.status().as_u16());
-                let no_such_key = e.as_service_error().is_some_and(|s| s.is_no_such_key());
-                if no_such_key || matches!(status, Some(404 | 412)) {
-                    return Err(CatalogError::NotFound(track.key.to_string()));
-                }
-                return Err(unavailable(
-                    &e,
-                    "GetObject",
-                    &format!("{}/{key}", self.bucket),
-                ));
+                return match object_failed(&e, name, &what) {
+                    CatalogError::NotFound(_) => Ok(None),
+                    other => Err(other),
+                };
             }
         };
-        match tokio::time::timeout(self.body_timeout, output.body.collect()).await {
-            Ok(Ok(body)) => Ok(body.into_bytes()),
-            Ok(Err(e)) => Err(CatalogError::Unavailable(format!(
-                "body: GetObject {}/{key}: {}",
-                self.bucket,
-                innermost(&e)
-            ))),
-            Err(_) => Err(CatalogError::Unavailable(format!(
-                "timeout: GetObject {}/{key}: body not read within {:?}",
-                self.bucket, self.body_timeout
-            ))),
+        let mut body = S3Body {
+            body: output.body,
+            stall: self.stall,
+            what,
+        };
+        let mut all = bytes::BytesMut::new();
+        while let Some(piece) = body.next().await? {
+            all.extend_from_slice(&piece);
+            if all.len() > STATE_MAX_BYTES {
+                return Err(CatalogError::Refused {
+                    key: name.to_owned(),
+                    detail: format!("larger than {STATE_MAX_BYTES} bytes: not a state object"),
+                });
+            }
         }
+        Ok(Some(all.freeze()))
+    }
+
+    async fn put(&self, name: &str, data: Bytes) -> Result<(), CatalogError> {
+        let key = self.object_key(name);
+        self.client
+            .put_object()
+            .bucket(&*self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| object_failed(&e, name, &format!("PutObject {}/{key}", self.bucket)))
     }
 
     fn describe(&self) -> String {
@@ -289,44 +291,91 @@ impl Catalog for S3Catalog {
     }
 }
 
-/// No leading '/', and a trailing one when not empty, so that `prefix + key` is the object key.
-pub fn normalize_prefix(prefix: &str) -> String {
-    match prefix.trim().trim_start_matches('/') {
-        "" => String::new(),
-        p if p.ends_with('/') => p.to_owned(),
-        p => format!("{p}/"),
+/// State objects are a few KiB; anything far larger is not ours.
+const STATE_MAX_BYTES: usize = 4 << 20;
+
+/// A GetObject body read piece by piece, each piece within the stall timeout.
+pub struct S3Body {
+    body: ByteStream,
+    stall: Duration,
+    what: String,
+}
+
+impl ObjectBody for S3Body {
+    async fn next(&mut self) -> Result<Option<Bytes>, CatalogError> {
+        match tokio::time::timeout(self.stall, self.body.next()).await {
+            Ok(None) => Ok(None),
+            Ok(Some(Ok(piece))) => Ok(Some(piece)),
+            Ok(Some(Err(e))) => Err(CatalogError::unavailable(
+                StorageErrorKind::Response,
+                format!("{}: body: {}", self.what, innermost(&e)),
+            )),
+            Err(_) => Err(CatalogError::unavailable(
+                StorageErrorKind::Stall,
+                format!("{}: no byte of the body for {:?}", self.what, self.stall),
+            )),
+        }
     }
 }
 
-/// The metric label of an `Unavailable` message made here: the text before the first `": "`
-/// (`timeout`, `connect`, `http_503`, `body`, `response`, `request`), or `other`.
-pub fn error_kind(message: &str) -> &str {
-    match message.split_once(": ") {
-        Some((kind, _)) if !kind.is_empty() && !kind.contains(' ') => kind,
-        _ => "other",
-    }
-}
-
-/// `Unavailable("<kind>: <operation> <key>: <detail>")` for an SDK error.
-fn unavailable<E>(err: &SdkError<E, HttpResponse>, operation: &str, key: &str) -> CatalogError
+/// What a failed request says about the service, when it is not about one object.
+fn service_failure<E>(err: &SdkError<E, HttpResponse>) -> (StorageErrorKind, String)
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let (kind, detail) = match err {
-        SdkError::TimeoutError(_) => ("timeout".to_owned(), "no answer in time".to_owned()),
-        SdkError::DispatchFailure(f) if f.is_timeout() => ("timeout".to_owned(), innermost(err)),
-        SdkError::DispatchFailure(f) if f.is_user() => ("request".to_owned(), innermost(err)),
-        SdkError::DispatchFailure(_) => ("connect".to_owned(), innermost(err)),
-        SdkError::ResponseError(_) => ("response".to_owned(), innermost(err)),
+    match err {
+        SdkError::TimeoutError(_) => (StorageErrorKind::Timeout, "no answer in time".to_owned()),
+        SdkError::DispatchFailure(f) if f.is_timeout() => {
+            (StorageErrorKind::Timeout, innermost(err))
+        }
+        SdkError::DispatchFailure(_) => (StorageErrorKind::Connect, innermost(err)),
+        SdkError::ResponseError(_) => (StorageErrorKind::Response, innermost(err)),
         SdkError::ServiceError(s) => {
             let status = err.raw_response().map_or(0, |r| r.status().as_u16());
             let code = s.err().code().unwrap_or("no error code");
-            (format!("http_{status}"), code.to_owned())
+            let kind = match (status, code) {
+                (429, _) | (_, "SlowDown") => StorageErrorKind::Throttled,
+                (500..=599, _) => StorageErrorKind::Server,
+                _ => StorageErrorKind::Other,
+            };
+            (kind, format!("HTTP {status} {code}"))
         }
-        SdkError::ConstructionFailure(_) => ("request".to_owned(), innermost(err)),
-        _ => ("other".to_owned(), innermost(err)),
-    };
-    CatalogError::Unavailable(format!("{kind}: {operation} {key}: {detail}"))
+        _ => (StorageErrorKind::Other, innermost(err)),
+    }
+}
+
+/// A failed listing or probe: whatever the answer, the library cannot be read from this site.
+fn listing_failed<E>(err: &SdkError<E, HttpResponse>, what: &str) -> CatalogError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let (kind, detail) = service_failure(err);
+    CatalogError::unavailable(kind, format!("{what}: {detail}"))
+}
+
+/// A failed request about one object: 404 and 412 mean gone, other 4xx answers are refusals of
+/// that object; the rest is about the service.
+fn object_failed<E>(err: &SdkError<E, HttpResponse>, key: &str, what: &str) -> CatalogError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if let SdkError::ServiceError(s) = err {
+        let status = err.raw_response().map_or(0, |r| r.status().as_u16());
+        let code = s.err().code().unwrap_or("no error code");
+        match status {
+            404 | 412 => return CatalogError::NotFound(key.to_owned()),
+            429 => {}
+            400..=499 => {
+                return CatalogError::Refused {
+                    key: key.to_owned(),
+                    detail: format!("{what}: HTTP {status} {code}"),
+                };
+            }
+            _ => {}
+        }
+    }
+    let (kind, detail) = service_failure(err);
+    CatalogError::unavailable(kind, format!("{what}: {detail}"))
 }
 
 /// The deepest cause's message: the SDK's outer layers say little ("dispatch failure").
@@ -371,19 +420,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_kind_is_the_label_before_the_colon() {
-        assert_eq!(
-            error_kind("timeout: GetObject a.mp3: no answer in time"),
-            "timeout"
-        );
-        assert_eq!(
-            error_kind("http_503: ListObjectsV2 x/: SlowDown"),
-            "http_503"
-        );
-        assert_eq!(error_kind("something else entirely"), "other");
-    }
-
-    #[test]
     fn settings_are_checked_and_the_prefix_normalized() {
         let creds = Credentials::new("a", "b", None, None, "test");
         let bad = S3Settings::new("127.0.0.1:7480", "us-east-1", "b", "");
@@ -395,8 +431,6 @@ mod tests {
         let cat = S3Catalog::new(&s, creds).unwrap();
         assert_eq!(cat.object_key("a.mp3"), "tracks/a.mp3");
         assert_eq!(cat.describe(), "s3://b/tracks/ at http://127.0.0.1:7480");
-        assert_eq!(normalize_prefix("a/b/"), "a/b/");
-        assert_eq!(normalize_prefix("/"), "");
     }
 
     #[test]
@@ -410,6 +444,20 @@ mod tests {
         assert!(matches!(
             S3Catalog::new(&s, creds),
             Err(S3SetupError::CaFile { .. })
+        ));
+    }
+
+    #[test]
+    fn backup_credentials_come_from_their_own_variables() {
+        let mut s = S3Settings::new("http://127.0.0.1:7480", "us-east-1", "b", "");
+        s.credentials_env = CredentialsEnv {
+            access_key_id: "ONAIR_TEST_UNSET_KEY_ID_9f3a",
+            secret_access_key: "ONAIR_TEST_UNSET_SECRET_9f3a",
+            session_token: "ONAIR_TEST_UNSET_TOKEN_9f3a",
+        };
+        assert!(matches!(
+            S3Catalog::from_env(&s),
+            Err(S3SetupError::MissingEnv("ONAIR_TEST_UNSET_KEY_ID_9f3a"))
         ));
     }
 }

@@ -1,24 +1,27 @@
-//! The `[library]` section: its serde mirror and its validation into [`Library`], for a local
-//! folder and for an S3 bucket read through the disk cache. Every error names its field and says
-//! why; S3 credentials are not fields at all (they come from the `AWS_*` environment only).
+//! The `[library]` section (and `[library.backup]`): its serde mirror and its validation into
+//! [`Library`], for a local folder and for an S3 bucket read through the disk cache, with an
+//! optional backup site. Every error names its field and says why; S3 credentials are not fields
+//! at all (they come from the environment only: `AWS_*` for the primary site,
+//! `ONAIR_BACKUP_AWS_*` for the backup).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::raw::parse_duration;
+use super::storage::{CredentialsEnv, S3Settings, S3Timeouts, normalize_prefix};
+use super::units::{RawBytes, parse_bytes, parse_duration};
 use super::{Library, LibraryKind, S3Library};
-use crate::catalog::s3::{S3Settings, S3Timeouts, normalize_prefix};
 
-/// Prefetch depth when the file says nothing: one track ready while another is prepared.
+/// Tracks ready (on local disk and probed) ahead of the one playing when the file says nothing.
 const DEFAULT_PREFETCH: usize = 2;
-/// Deeper prefetch only holds more tracks in memory; storage outages are ridden out by the
-/// disk cache, not by this queue.
+/// Ready tracks sit on disk, not in memory; more than this only delays library changes.
 const MAX_PREFETCH: usize = 16;
 const DEFAULT_CACHE_MAX_BYTES: u64 = 2 << 30;
 /// Below this the cache cannot hold the handful of tracks an outage needs to rotate.
 const MIN_CACHE_MAX_BYTES: u64 = 16 << 20;
+/// Below this a limit would refuse ordinary songs.
+const MIN_TRACK_BYTES: u64 = 1 << 20;
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
@@ -29,6 +32,7 @@ pub(super) struct RawLibrary {
     path: Option<String>,
     rescan: String,
     prefetch: usize,
+    max_track_bytes: Option<RawBytes>,
     endpoint: Option<String>,
     bucket: Option<String>,
     prefix: Option<String>,
@@ -37,10 +41,22 @@ pub(super) struct RawLibrary {
     cache_max_bytes: Option<RawBytes>,
     retry_after: Option<String>,
     connect_timeout: Option<String>,
-    attempt_timeout: Option<String>,
+    stall_timeout: Option<String>,
     operation_timeout: Option<String>,
-    body_timeout: Option<String>,
     max_attempts: Option<u32>,
+    ca_file: Option<String>,
+    backup: Option<RawSite>,
+}
+
+/// `[library.backup]`: where the same library is copied at another site. Timeouts and attempts
+/// are the primary's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSite {
+    endpoint: Option<String>,
+    bucket: Option<String>,
+    prefix: Option<String>,
+    region: Option<String>,
     ca_file: Option<String>,
 }
 
@@ -51,6 +67,7 @@ impl Default for RawLibrary {
             path: None,
             rescan: "60s".into(),
             prefetch: DEFAULT_PREFETCH,
+            max_track_bytes: None,
             endpoint: None,
             bucket: None,
             prefix: None,
@@ -59,21 +76,13 @@ impl Default for RawLibrary {
             cache_max_bytes: None,
             retry_after: None,
             connect_timeout: None,
-            attempt_timeout: None,
+            stall_timeout: None,
             operation_timeout: None,
-            body_timeout: None,
             max_attempts: None,
             ca_file: None,
+            backup: None,
         }
     }
-}
-
-/// `cache_max_bytes` takes a number of bytes or a text with a unit ("2GiB", "500MB").
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum RawBytes {
-    Bytes(u64),
-    Text(String),
 }
 
 impl RawLibrary {
@@ -93,6 +102,22 @@ impl RawLibrary {
             ));
         }
         let prefetch = self.prefetch.clamp(1, MAX_PREFETCH);
+        let max_track_bytes = match &self.max_track_bytes {
+            None => None,
+            Some(raw) => match parse_bytes(raw) {
+                Ok(n) if n >= MIN_TRACK_BYTES => Some(n),
+                Ok(n) => {
+                    errors.push(format!(
+                        "library.max_track_bytes = {n}: at least 1 MiB (leave it out for no limit)"
+                    ));
+                    None
+                }
+                Err(e) => {
+                    errors.push(format!("library.max_track_bytes = {raw}: {e}"));
+                    None
+                }
+            },
+        };
         let kind = match self.kind.as_str() {
             "local" => self.local(errors),
             "s3" => self.s3(errors),
@@ -109,6 +134,7 @@ impl RawLibrary {
             kind,
             rescan,
             prefetch,
+            max_track_bytes,
         }
     }
 
@@ -122,11 +148,11 @@ impl RawLibrary {
             ("cache_max_bytes", self.cache_max_bytes.is_some()),
             ("retry_after", self.retry_after.is_some()),
             ("connect_timeout", self.connect_timeout.is_some()),
-            ("attempt_timeout", self.attempt_timeout.is_some()),
+            ("stall_timeout", self.stall_timeout.is_some()),
             ("operation_timeout", self.operation_timeout.is_some()),
-            ("body_timeout", self.body_timeout.is_some()),
             ("max_attempts", self.max_attempts.is_some()),
             ("ca_file", self.ca_file.is_some()),
+            ("backup", self.backup.is_some()),
         ] {
             if set {
                 errors.push(format!(
@@ -150,35 +176,6 @@ impl RawLibrary {
                     .into(),
             );
         }
-        let endpoint = self.endpoint.unwrap_or_default();
-        if endpoint.is_empty() {
-            errors.push(
-                "library.endpoint: required with kind = \"s3\", e.g. \"http://127.0.0.1:7480\""
-                    .into(),
-            );
-        } else if !valid_endpoint(&endpoint) {
-            errors.push(format!(
-                "library.endpoint = {endpoint:?}: expected an http:// or https:// URL with a host \
-                 and no path, e.g. \"https://s3.example.net\""
-            ));
-        }
-        let bucket = self.bucket.unwrap_or_default();
-        if bucket.is_empty() {
-            errors.push("library.bucket: required with kind = \"s3\"".into());
-        } else if bucket.contains(['/', ' ']) {
-            errors.push(format!(
-                "library.bucket = {bucket:?}: a bucket name has no '/' or spaces (put folders in prefix)"
-            ));
-        }
-        let region = match self.region {
-            Some(r) if r.trim().is_empty() => {
-                errors
-                    .push("library.region: must not be empty (leave it out for us-east-1)".into());
-                "us-east-1".to_owned()
-            }
-            Some(r) => r,
-            None => "us-east-1".to_owned(),
-        };
         let cache_dir = match self.cache_dir {
             Some(d) if !d.is_empty() => PathBuf::from(d),
             _ => {
@@ -203,11 +200,7 @@ impl RawLibrary {
                     DEFAULT_CACHE_MAX_BYTES
                 }
                 Err(e) => {
-                    let shown = match raw {
-                        RawBytes::Bytes(n) => n.to_string(),
-                        RawBytes::Text(t) => format!("{t:?}"),
-                    };
-                    errors.push(format!("library.cache_max_bytes = {shown}: {e}"));
+                    errors.push(format!("library.cache_max_bytes = {raw}: {e}"));
                     DEFAULT_CACHE_MAX_BYTES
                 }
             },
@@ -232,19 +225,18 @@ impl RawLibrary {
         let retry_after = duration("retry_after", self.retry_after, DEFAULT_RETRY_AFTER);
         let timeouts = S3Timeouts {
             connect: duration("connect_timeout", self.connect_timeout, defaults.connect),
-            attempt: duration("attempt_timeout", self.attempt_timeout, defaults.attempt),
+            stall: duration("stall_timeout", self.stall_timeout, defaults.stall),
             operation: duration(
                 "operation_timeout",
                 self.operation_timeout,
                 defaults.operation,
             ),
-            body: duration("body_timeout", self.body_timeout, defaults.body),
         };
-        if timeouts.attempt > timeouts.operation {
+        if timeouts.stall > timeouts.operation {
             errors.push(format!(
-                "library.attempt_timeout ({:?}): must not exceed operation_timeout ({:?}), \
+                "library.stall_timeout ({:?}): must not exceed operation_timeout ({:?}), \
                  which covers every attempt",
-                timeouts.attempt, timeouts.operation
+                timeouts.stall, timeouts.operation
             ));
         }
         let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
@@ -253,34 +245,112 @@ impl RawLibrary {
                 "library.max_attempts = {max_attempts}: expected 1..=10 (the first attempt included)"
             ));
         }
-        let ca_file = match self.ca_file {
-            Some(f) if f.is_empty() => {
-                errors.push("library.ca_file: give a PEM file, or leave it out".into());
-                None
-            }
-            Some(_) if endpoint.starts_with("http://") => {
+        let primary = RawSite {
+            endpoint: self.endpoint,
+            bucket: self.bucket,
+            prefix: self.prefix,
+            region: self.region,
+            ca_file: self.ca_file,
+        };
+        let common = SiteCommon {
+            timeouts,
+            max_attempts: max_attempts.clamp(1, 10),
+        };
+        let storage = primary.validate("library", common, CredentialsEnv::PRIMARY, errors);
+        let backup = self.backup.map(|b| {
+            let backup = b.validate("library.backup", common, CredentialsEnv::BACKUP, errors);
+            if backup.endpoint == storage.endpoint
+                && backup.bucket == storage.bucket
+                && backup.prefix == storage.prefix
+            {
                 errors.push(
-                    "library.ca_file: only used with an https:// endpoint (endpoint is http://)"
+                    "library.backup: names the same endpoint, bucket and prefix as the primary \
+                     site; a backup must be another copy"
                         .into(),
                 );
-                None
             }
-            other => other.map(PathBuf::from),
-        };
+            backup
+        });
         LibraryKind::S3(Box::new(S3Library {
-            storage: S3Settings {
-                endpoint: endpoint.trim_end_matches('/').to_owned(),
-                region,
-                bucket,
-                prefix: normalize_prefix(self.prefix.as_deref().unwrap_or("")),
-                ca_file,
-                timeouts,
-                max_attempts: max_attempts.clamp(1, 10),
-            },
+            storage,
+            backup,
             cache_dir,
             cache_max_bytes,
             retry_after,
         }))
+    }
+}
+
+/// What the primary and the backup site share.
+#[derive(Debug, Clone, Copy)]
+struct SiteCommon {
+    timeouts: S3Timeouts,
+    max_attempts: u32,
+}
+
+impl RawSite {
+    /// `section` is where the fields are, for errors: `library` or `library.backup`.
+    fn validate(
+        self,
+        section: &str,
+        common: SiteCommon,
+        credentials_env: CredentialsEnv,
+        errors: &mut Vec<String>,
+    ) -> S3Settings {
+        let endpoint = self.endpoint.unwrap_or_default();
+        if endpoint.is_empty() {
+            errors.push(format!(
+                "{section}.endpoint: required with kind = \"s3\", e.g. \"http://127.0.0.1:7480\""
+            ));
+        } else if !valid_endpoint(&endpoint) {
+            errors.push(format!(
+                "{section}.endpoint = {endpoint:?}: expected an http:// or https:// URL with a \
+                 host and no path, e.g. \"https://s3.example.net\""
+            ));
+        }
+        let bucket = self.bucket.unwrap_or_default();
+        if bucket.is_empty() {
+            errors.push(format!("{section}.bucket: required with kind = \"s3\""));
+        } else if bucket.contains(['/', ' ']) {
+            errors.push(format!(
+                "{section}.bucket = {bucket:?}: a bucket name has no '/' or spaces (put folders in prefix)"
+            ));
+        }
+        let region = match self.region {
+            Some(r) if r.trim().is_empty() => {
+                errors.push(format!(
+                    "{section}.region: must not be empty (leave it out for us-east-1)"
+                ));
+                "us-east-1".to_owned()
+            }
+            Some(r) => r,
+            None => "us-east-1".to_owned(),
+        };
+        let ca_file = match self.ca_file {
+            Some(f) if f.is_empty() => {
+                errors.push(format!(
+                    "{section}.ca_file: give a PEM file, or leave it out"
+                ));
+                None
+            }
+            Some(_) if endpoint.starts_with("http://") => {
+                errors.push(format!(
+                    "{section}.ca_file: only used with an https:// endpoint (endpoint is http://)"
+                ));
+                None
+            }
+            other => other.map(PathBuf::from),
+        };
+        S3Settings {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            region,
+            bucket,
+            prefix: normalize_prefix(self.prefix.as_deref().unwrap_or("")),
+            ca_file,
+            timeouts: common.timeouts,
+            max_attempts: common.max_attempts,
+            credentials_env,
+        }
     }
 }
 
@@ -295,55 +365,9 @@ fn valid_endpoint(url: &str) -> bool {
     }
 }
 
-fn parse_bytes(raw: &RawBytes) -> Result<u64, String> {
-    let text = match raw {
-        RawBytes::Bytes(n) => return Ok(*n),
-        RawBytes::Text(t) => t.trim(),
-    };
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| "expected bytes, e.g. 2147483648, \"2GiB\" or \"500MB\"".to_string())?;
-    let scale: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)"
-            ));
-        }
-    };
-    let bytes = value * scale as f64;
-    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err("out of range".into());
-    }
-    Ok(bytes as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn byte_amounts_take_units() {
-        let text = |t: &str| parse_bytes(&RawBytes::Text(t.into()));
-        assert_eq!(text("2GiB"), Ok(2 << 30));
-        assert_eq!(text("500 MB"), Ok(500_000_000));
-        assert_eq!(text("1048576"), Ok(1 << 20));
-        assert_eq!(parse_bytes(&RawBytes::Bytes(7)), Ok(7));
-        assert!(text("2 gigs").is_err());
-        assert!(text("lots").is_err());
-    }
 
     #[test]
     fn endpoints_are_http_urls_without_a_path() {

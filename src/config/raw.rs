@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::library::RawLibrary;
+use super::playout::RawPlayout;
+pub(crate) use super::units::parse_duration;
 use super::{Amount, Audio, Codec, Config, MountConfig, Order, Playlist, Server, Station};
 
 /// Sample rates an MP3 (MPEG-1/2/2.5 Layer III) stream can carry.
@@ -39,6 +41,8 @@ pub(super) struct RawConfig {
     library: RawLibrary,
     #[serde(default)]
     playlist: RawPlaylist,
+    #[serde(default)]
+    playout: RawPlayout,
     #[serde(default)]
     audio: RawAudio,
     #[serde(default, rename = "mount")]
@@ -212,6 +216,7 @@ impl RawConfig {
             ));
         }
         let library = self.library.validate(&mut errors);
+        let playout = self.playout.validate(&mut errors);
 
         let order = match self.playlist.order.as_str() {
             "shuffle" => Order::Shuffle,
@@ -270,6 +275,7 @@ impl RawConfig {
                 },
                 library,
                 playlist: Playlist { order },
+                playout,
                 audio,
                 mounts,
             }),
@@ -394,30 +400,6 @@ impl RawMount {
             _ => None,
         }
     }
-}
-
-/// Parses "90s", "1500ms", "2m", "1h" or a bare number of seconds.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => t.split_at(i),
-        None => (t, "s"),
-    };
-    let value: f64 = num
-        .parse()
-        .map_err(|_| "expected a duration such as \"2s\", \"500ms\" or \"1m\"".to_string())?;
-    let scale = match unit.trim() {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
-    };
-    let secs = value * scale;
-    if !secs.is_finite() || secs > 7.0 * 86_400.0 {
-        return Err("out of range".into());
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 fn parse_amount(raw: &RawAmount) -> Result<Amount, String> {

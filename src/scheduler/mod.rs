@@ -1,63 +1,52 @@
-//! The AutoDJ task: picks the next track by the playlist policy, fetches and probes it ahead of
-//! time, and hands it to the pipeline. `library.prefetch` tracks are kept ready ahead of the one
-//! playing: one waits in the pipeline's channel of one, the others in a queue here, so the
-//! hand-off never waits for a fetch. Fetches run on tasks of their own, one at a time, plus one
-//! from the disk cache when a storage fetch stalls with nothing left ready. The listing is
-//! refreshed by `listing.rs`, off this path. Broken tracks are skipped here, before they reach
-//! the air; a track storage cannot serve now is passed over for one it can (a cached one during
-//! an outage) without waiting.
+//! The AutoDJ task: picks the next tracks by the playlist policy, gets them ready ahead of time
+//! (on local disk and probed: `load.rs`) and hands them to the pipeline, so the pipeline never
+//! waits on storage at a track boundary.
+//!
+//! At least `library.prefetch` tracks are kept ready: one waits in the pipeline's channel of
+//! one, the others in a queue here. Tracks are handed over in the order they were picked, but a
+//! load still running after [`LATE`] no longer counts as coming: another track (a cached one
+//! first) is readied beside it and may overtake it. Storage fetches run beside the hand-off, at
+//! most [`MAX_STORAGE_FETCHES`] at a time. Broken tracks are skipped here, before they reach the air, and kept out
+//! until they change; a track storage could not serve keeps its turn. The listing is refreshed
+//! by `listing.rs`, off this path; the playout state is saved and resumed by `playout.rs`.
 
 mod listing;
+pub mod load;
+pub mod playout;
 pub mod policy;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::audio::decode::{self, TrackTags};
-use crate::catalog::{Availability, Catalog, CatalogError, TrackRef};
-use crate::station::{LibraryState, Station, TrackInfo};
+use crate::catalog::{Availability, Catalog, TrackRef};
+use crate::station::{LibraryState, Station};
 use listing::Listing;
+pub use load::LoadedTrack;
+use load::Skip;
+use playout::Resume;
 use policy::Policy;
-
-/// A track ready to decode: its bytes are in memory and it probed as audio.
-#[derive(Debug, Clone)]
-pub struct LoadedTrack {
-    pub track: TrackRef,
-    pub bytes: Bytes,
-    pub tags: TrackTags,
-    /// `Artist - Title`, as listeners see it.
-    pub display: String,
-}
-
-impl LoadedTrack {
-    /// The track as the now-playing API describes it.
-    pub fn info(&self) -> TrackInfo {
-        TrackInfo {
-            title: self.display.clone(),
-            artist: self.tags.artist.clone(),
-            track_title: self.tags.title.clone(),
-            key: Arc::clone(&self.track.key),
-            duration: self.tags.duration,
-        }
-    }
-}
 
 /// With nothing playable, how long until the library is listed and picked from again.
 const RETRY_EMPTY: Duration = Duration::from_secs(1);
 /// After a fetch failed because storage is down and no cached track could stand in, how long
 /// until the next try (each try is answered at once by the cache layer, so this only paces).
 const RETRY_UNAVAILABLE: Duration = Duration::from_millis(500);
-/// A storage fetch running this long with nothing left ready gets a cached track started beside
-/// it, so a hanging gateway cannot run the pipeline dry while the request waits for its timeout.
-const STALL: Duration = Duration::from_secs(1);
+/// A storage fetch still running after this long no longer counts as a track to come: another
+/// one is readied beside it, so a slow or hanging gateway cannot run the pipeline dry.
+pub const LATE: Duration = Duration::from_secs(2);
+/// Storage fetches at once: one, plus one beside a late one.
+pub const MAX_STORAGE_FETCHES: usize = 2;
+/// How long the resumed track of a saved programme holds back the others: long enough for a
+/// cold fetch, short enough that a storage outage at start does not mean minutes of silence.
+const RESUME_LATE: Duration = Duration::from_secs(5);
 
-/// Spawns the scheduler; it ends when `cancel` fires or the pipeline hangs up.
+/// Spawns the scheduler (and the playout saver, when `playout.resume` is on); it ends when
+/// `cancel` fires or the pipeline hangs up.
 pub fn spawn<C: Catalog>(
     catalog: C,
     station: Arc<Station>,
@@ -72,6 +61,17 @@ pub fn spawn<C: Catalog>(
         Arc::clone(&wake),
         cancel.child_token(),
     );
+    let (upcoming_tx, upcoming_rx) = watch::channel(Vec::new());
+    let playout = station.config.playout;
+    let saver = playout.resume.then(|| {
+        playout::spawn_saver(
+            Arc::clone(&catalog),
+            Arc::clone(&station),
+            upcoming_rx,
+            playout.save_interval,
+            cancel.child_token(),
+        )
+    });
     let scheduler = Scheduler {
         policy: Policy::new(station.config.playlist.order),
         prefetch: station.config.library.prefetch.max(1),
@@ -81,17 +81,41 @@ pub fn spawn<C: Catalog>(
         applied: None,
         wake,
         ready: VecDeque::new(),
-        fetches: JoinSet::new(),
-        storage_fetch_since: None,
+        loads: JoinSet::new(),
+        loading: Vec::new(),
+        next_seq: 0,
         not_before: Instant::now(),
         fetch_failing: false,
+        resume: None,
+        upcoming: upcoming_tx,
     };
     tokio::spawn(async move {
         tokio::select! {
             _ = cancel.cancelled() => {}
-            _ = scheduler.run(tx) => {}
+            _ = scheduler.run(tx, playout.resume) => {}
+        }
+        if let Some(saver) = saver {
+            // The saver's token is a child of `cancel`: it makes its last save and ends.
+            let _ = saver.await;
         }
     })
+}
+
+/// A load in flight.
+struct Loading {
+    /// Pick order: ready tracks are handed over in it, unless an earlier one is late.
+    seq: u64,
+    key: Arc<str>,
+    /// The fetch needs storage (not a local file or a cache hit).
+    storage: bool,
+    /// From then on it no longer counts as coming, and later picks may overtake it.
+    late_at: Instant,
+}
+
+impl Loading {
+    fn is_late(&self, now: Instant) -> bool {
+        now >= self.late_at
+    }
 }
 
 struct Scheduler<C> {
@@ -104,58 +128,66 @@ struct Scheduler<C> {
     /// Asks the listing task for a listing now (nothing playable).
     wake: Arc<Notify>,
     prefetch: usize,
-    /// Loaded tracks waiting for the pipeline's channel.
-    ready: VecDeque<LoadedTrack>,
+    /// Ready tracks waiting for the pipeline's channel, in pick order.
+    ready: VecDeque<(u64, LoadedTrack)>,
     /// Fetch-and-probe tasks; dropping the set (shutdown) aborts them.
-    fetches: JoinSet<(TrackRef, Result<LoadedTrack, Skip>)>,
-    /// When the fetch that may wait on storage started (`None`: it is not running).
-    storage_fetch_since: Option<Instant>,
-    /// No new fetch starts before this (pacing after failures or with nothing to play).
+    loads: JoinSet<(u64, TrackRef, Result<LoadedTrack, Skip>)>,
+    loading: Vec<Loading>,
+    next_seq: u64,
+    /// No new load starts before this (pacing after failures or with nothing to play).
     not_before: Instant,
     /// Whether fetches fail for want of storage, so that is logged once, not every retry.
     fetch_failing: bool,
+    /// A saved programme to carry on, once the library is listed.
+    resume: Option<Resume>,
+    /// What follows the hand-off channel, for the playout state.
+    upcoming: watch::Sender<Vec<Arc<str>>>,
 }
 
 impl<C: Catalog> Scheduler<C> {
-    async fn run(mut self, tx: mpsc::Sender<LoadedTrack>) {
+    async fn run(mut self, tx: mpsc::Sender<LoadedTrack>, resume: bool) {
+        if resume && let Some(state) = playout::load(&*self.catalog).await {
+            self.resume = Some(state.resume(SystemTime::now()));
+        }
         loop {
             self.apply_listing();
-            let in_channel = usize::from(tx.capacity() == 0);
-            let ahead = in_channel + self.ready.len() + self.fetches.len();
-            let now = Instant::now();
-            let listed = self.listing.borrow().is_some();
-            if listed && self.fetches.is_empty() && ahead < self.prefetch && now >= self.not_before
-            {
-                self.start_fetch();
-            } else if in_channel == 0
-                && self.ready.is_empty()
-                && self.fetches.len() == 1
-                && self
-                    .storage_fetch_since
-                    .is_some_and(|t| t.elapsed() >= STALL)
-            {
-                self.start_cached_fetch();
+            let listed = self.applied.as_ref().is_some_and(|l| l.is_ok());
+            if listed && let Some(resume) = self.resume.take() {
+                self.apply_resume(resume);
             }
-            // Wake up when the next fetch may start, or when a stalled one needs a stand-in.
-            let wake_at = if self.fetches.is_empty() {
-                (listed && ahead < self.prefetch).then_some(self.not_before)
-            } else if self.fetches.len() == 1 && in_channel == 0 && self.ready.is_empty() {
-                self.storage_fetch_since.map(|t| t + STALL)
-            } else {
-                None
+            let in_channel = usize::from(tx.capacity() == 0);
+            let now = Instant::now();
+            if listed && now >= self.not_before && self.ready_ahead(in_channel) < self.prefetch {
+                self.start_load();
+            }
+            self.publish_upcoming();
+            // Wake up when the next load may start, and when a load becomes late (it then no
+            // longer counts as coming, and no longer holds back the ones after it).
+            let late_at = self
+                .loading
+                .iter()
+                .map(|l| l.late_at)
+                .filter(|t| *t > now)
+                .min();
+            let next_load =
+                (listed && self.ready_ahead(in_channel) < self.prefetch).then_some(self.not_before);
+            let wake_at = match (late_at, next_load) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
+            let hand_off = self.next_ready(now);
             tokio::select! {
-                permit = tx.reserve(), if !self.ready.is_empty() => {
-                    let (Ok(permit), Some(loaded)) = (permit, self.ready.pop_front()) else {
+                permit = tx.reserve(), if hand_off => {
+                    let (Ok(permit), Some((_, loaded))) = (permit, self.ready.pop_front()) else {
                         return; // pipeline gone: shutting down
                     };
                     self.station.set_up_next(Some(loaded.info()));
                     permit.send(loaded);
                 }
-                Some(done) = self.fetches.join_next(), if !self.fetches.is_empty() => {
+                Some(done) = self.loads.join_next(), if !self.loads.is_empty() => {
                     match done {
-                        Ok((track, result)) => self.fetched(track, result),
-                        Err(e) => tracing::error!(error = %e, "track fetch task failed"),
+                        Ok((seq, track, result)) => self.loaded(seq, track, result),
+                        Err(e) => tracing::error!(error = %e, "track load task failed"),
                     }
                 }
                 changed = self.listing.changed() => {
@@ -166,6 +198,22 @@ impl<C: Catalog> Scheduler<C> {
                 _ = sleep_until_opt(wake_at) => {}
             }
         }
+    }
+
+    /// Tracks ready or as good as ready: in the channel, queued, or loading and not late.
+    fn ready_ahead(&self, in_channel: usize) -> usize {
+        let now = Instant::now();
+        let coming = self.loading.iter().filter(|l| !l.is_late(now)).count();
+        in_channel + self.ready.len() + coming
+    }
+
+    /// Whether the first ready track may go to the pipeline: no load picked before it is still
+    /// coming in time.
+    fn next_ready(&self, now: Instant) -> bool {
+        let Some((seq, _)) = self.ready.front() else {
+            return false;
+        };
+        !self.loading.iter().any(|l| l.seq < *seq && !l.is_late(now))
     }
 
     /// Takes the newest listing, if one came since the last look.
@@ -182,6 +230,7 @@ impl<C: Catalog> Scheduler<C> {
         {
             return;
         }
+        let first = self.applied.is_none();
         self.applied = Some(Arc::clone(&listing));
         match &*listing {
             Ok(tracks) => {
@@ -190,7 +239,7 @@ impl<C: Catalog> Scheduler<C> {
                 let before = self.policy.library_len();
                 self.policy.set_library(tracks.clone());
                 let now = self.policy.library_len();
-                if now != before {
+                if now != before || first {
                     tracing::info!(library = %self.catalog.describe(), tracks = now, "library listed");
                 }
                 self.station.metrics.library_tracks.set(now as i64);
@@ -205,56 +254,92 @@ impl<C: Catalog> Scheduler<C> {
         }
     }
 
-    /// Starts fetching the next track: one that needs no storage known to be down if any.
-    fn start_fetch(&mut self) {
+    /// Carries on a saved programme: its round, its history, and its current track first.
+    fn apply_resume(&mut self, resume: Resume) {
+        self.policy.restore(&resume.upcoming, resume.last.clone());
+        self.station.restore_history(resume.history);
+        let Some((key, started)) = resume.current else {
+            tracing::info!(writer = %resume.writer, age_s = resume.age.as_secs(),
+                "carrying on the saved programme with its next track");
+            return;
+        };
+        let Some(track) = self.policy.find_playable(&key) else {
+            tracing::info!(track = %key, "the saved current track is no longer in the library");
+            return;
+        };
+        tracing::info!(track = %key, writer = %resume.writer, age_s = resume.age.as_secs(),
+            "resuming the saved programme where it should be by now");
+        self.spawn_load(track, Some(started));
+    }
+
+    /// Readies the next track: one that needs no storage known to be down if any, and a local
+    /// one while storage fetches are all in use (a stand-in beside a late fetch).
+    fn start_load(&mut self) {
         let catalog = &self.catalog;
-        let mut track = self
-            .policy
-            .pick_if(|t| catalog.availability(t) != Availability::Down);
-        if track.is_none() {
+        let now = Instant::now();
+        let storage_busy = self.loading.iter().filter(|l| l.storage).count() >= MAX_STORAGE_FETCHES;
+        let late = self
+            .loading
+            .iter()
+            .find(|l| l.is_late(now))
+            .map(|l| Arc::clone(&l.key));
+        let mut track = if storage_busy {
+            self.policy
+                .pick_if(|t| catalog.availability(t) == Availability::Local)
+        } else {
+            self.policy
+                .pick_if(|t| catalog.availability(t) != Availability::Down)
+        };
+        if track.is_none() && !storage_busy {
             // Every playable track needs storage, which is down: try one anyway (the cache layer
             // refuses it at once, and probes storage when due), at a gentle pace.
             self.not_before = Instant::now() + RETRY_UNAVAILABLE;
             track = self.policy.pick();
         }
         let Some(track) = track else {
-            // Nothing playable: the pipeline plays silence; list again soon.
-            self.wake.notify_one();
-            self.not_before = Instant::now() + RETRY_EMPTY;
+            if self.policy.playable_len() == 0 {
+                // Nothing playable: the pipeline plays silence; list again soon.
+                self.wake.notify_one();
+                self.not_before = Instant::now() + RETRY_EMPTY;
+            } else {
+                // Only tracks that need storage, which is busy: wait for a fetch to end.
+                self.not_before = Instant::now() + RETRY_UNAVAILABLE;
+            }
             return;
         };
-        if self.catalog.availability(&track) != Availability::Local {
-            self.storage_fetch_since = Some(Instant::now());
+        if let Some(late) = late {
+            tracing::info!(late = %late, instead = %track.key,
+                local = catalog.availability(&track) == Availability::Local,
+                "a storage fetch is late: readying another track beside it, whichever is ready first plays first");
         }
-        self.spawn_load(track);
+        self.spawn_load(track, None);
     }
 
-    /// A cached track beside a stalled storage fetch, if there is one.
-    fn start_cached_fetch(&mut self) {
-        let catalog = &self.catalog;
-        if let Some(track) = self
-            .policy
-            .pick_if(|t| catalog.availability(t) == Availability::Local)
-        {
-            tracing::debug!(track = %track.key, "storage fetch stalled: playing a cached track meanwhile");
-            self.spawn_load(track);
-        }
-        // One stand-in per stalled fetch.
-        self.storage_fetch_since = None;
-    }
-
-    fn spawn_load(&mut self, track: TrackRef) {
+    fn spawn_load(&mut self, track: TrackRef, resume_from: Option<SystemTime>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let patience = if resume_from.is_some() {
+            RESUME_LATE
+        } else {
+            LATE
+        };
+        self.loading.push(Loading {
+            seq,
+            key: Arc::clone(&track.key),
+            storage: self.catalog.availability(&track) != Availability::Local,
+            late_at: Instant::now() + patience,
+        });
         let (catalog, station) = (Arc::clone(&self.catalog), Arc::clone(&self.station));
-        self.fetches.spawn(async move {
-            let result = load(&*catalog, &station, &track).await;
-            (track, result)
+        self.loads.spawn(async move {
+            let result = load::load(&*catalog, &station, &track, resume_from).await;
+            (seq, track, result)
         });
     }
 
-    /// Files a finished fetch: ready to play, or skipped with its reason.
-    fn fetched(&mut self, track: TrackRef, result: Result<LoadedTrack, Skip>) {
-        if self.fetches.is_empty() {
-            self.storage_fetch_since = None;
+    /// Files a finished load: ready to play, or skipped with its reason.
+    fn loaded(&mut self, seq: u64, track: TrackRef, result: Result<LoadedTrack, Skip>) {
+        if let Some(i) = self.loading.iter().position(|l| l.seq == seq) {
+            self.loading.swap_remove(i);
         }
         let metrics = &self.station.metrics;
         match result {
@@ -262,16 +347,12 @@ impl<C: Catalog> Scheduler<C> {
                 if std::mem::replace(&mut self.fetch_failing, false) {
                     tracing::info!(track = %track.key, "tracks can be fetched again");
                 }
-                self.ready.push_back(loaded);
-            }
-            Err(Skip::Gone) => {
-                self.policy.mark_bad(&track);
-                metrics.tracks_skipped.with_label_values(&["missing"]).inc();
-                tracing::warn!(track = %track.key, "skipping track: removed from the library");
-                self.publish_library_state();
+                let at = self.ready.partition_point(|(s, _)| *s < seq);
+                self.ready.insert(at, (seq, loaded));
             }
             Err(Skip::Unavailable(e)) => {
                 metrics.storage_errors.with_label_values(&["fetch"]).inc();
+                self.policy.put_back(&track);
                 if !std::mem::replace(&mut self.fetch_failing, true) {
                     tracing::warn!(track = %track.key, error = %e,
                         "cannot fetch track; trying others (cached ones first) until storage answers");
@@ -279,16 +360,35 @@ impl<C: Catalog> Scheduler<C> {
                     tracing::debug!(track = %track.key, error = %e, "cannot fetch track");
                 }
             }
-            Err(Skip::Undecodable(e)) => {
+            Err(skip) => {
                 self.policy.mark_bad(&track);
-                metrics
-                    .tracks_skipped
-                    .with_label_values(&[e.reason()])
-                    .inc();
-                tracing::warn!(track = %track.key, reason = e.reason(), error = %e, "skipping track");
+                let reason = skip.reason().unwrap_or("corrupt");
+                metrics.tracks_skipped.with_label_values(&[reason]).inc();
+                tracing::warn!(track = %track.key, reason, error = %skip,
+                    "skipping track until it changes");
                 self.publish_library_state();
             }
         }
+    }
+
+    /// What follows the hand-off channel: ready, loading, then the rest of the round.
+    fn publish_upcoming(&self) {
+        let mut picked: Vec<(u64, &Arc<str>)> = self
+            .ready
+            .iter()
+            .map(|(seq, l)| (*seq, &l.track.key))
+            .chain(self.loading.iter().map(|l| (l.seq, &l.key)))
+            .collect();
+        picked.sort_by_key(|(seq, _)| *seq);
+        let mut next: Vec<Arc<str>> = picked.into_iter().map(|(_, k)| Arc::clone(k)).collect();
+        next.extend(self.policy.round());
+        self.upcoming.send_if_modified(|old| {
+            let changed = *old != next;
+            if changed {
+                *old = next;
+            }
+            changed
+        });
     }
 
     fn publish_library_state(&self) {
@@ -300,44 +400,6 @@ impl<C: Catalog> Scheduler<C> {
             LibraryState::Ready { tracks, playable }
         });
     }
-}
-
-/// Fetches a track and probes it as audio.
-async fn load<C: Catalog>(
-    catalog: &C,
-    station: &Station,
-    track: &TrackRef,
-) -> Result<LoadedTrack, Skip> {
-    let started = Instant::now();
-    let bytes: Bytes = catalog.fetch(track).await.map_err(|e| match e {
-        CatalogError::NotFound(_) => Skip::Gone,
-        CatalogError::Unavailable(e) => Skip::Unavailable(e),
-    })?;
-    station
-        .metrics
-        .storage_fetch_duration
-        .observe(started.elapsed().as_secs_f64());
-    // Probing decodes a few packets: CPU work, kept off the async workers.
-    let probe_bytes = bytes.clone();
-    let tags = tokio::task::spawn_blocking(move || decode::probe(probe_bytes))
-        .await
-        .map_err(|e| Skip::Unavailable(format!("probe task failed: {e}")))?
-        .map_err(Skip::Undecodable)?;
-    let display =
-        crate::audio::display_title(tags.artist.as_deref(), tags.title.as_deref(), &track.key);
-    tracing::debug!(track = %track.key, codec = %tags.codec, rate = tags.sample_rate, channels = tags.channels, "track ready");
-    Ok(LoadedTrack {
-        track: track.clone(),
-        bytes,
-        tags,
-        display,
-    })
-}
-
-enum Skip {
-    Gone,
-    Unavailable(String),
-    Undecodable(decode::DecodeError),
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -76,6 +76,45 @@ impl Policy {
             .insert(Arc::clone(&track.key), Arc::clone(&track.version));
     }
 
+    /// The tracks still to play in this shuffle round, in order (empty in sequential order),
+    /// for the playout state.
+    pub fn round(&self) -> Vec<Arc<str>> {
+        self.round.iter().cloned().collect()
+    }
+
+    /// Carries on a saved programme: `last` just played, `upcoming` is the rest of its round.
+    /// Keys no longer in the library are dropped, and tracks added since join at random places,
+    /// as [`Policy::set_library`] does.
+    pub fn restore(&mut self, upcoming: &[Arc<str>], last: Option<Arc<str>>) {
+        if self.order == Order::Shuffle {
+            let listed: HashSet<&Arc<str>> = self.library.iter().map(|t| &t.key).collect();
+            let mut round: VecDeque<Arc<str>> = VecDeque::new();
+            for key in upcoming {
+                if listed.contains(key) && !round.contains(key) {
+                    round.push_back(Arc::clone(key));
+                }
+            }
+            self.round = round;
+        }
+        self.last = last;
+    }
+
+    /// The playable track with this key, taken out of the round (it is about to play).
+    pub fn find_playable(&mut self, key: &str) -> Option<TrackRef> {
+        let track = self.find(key).filter(|t| !self.is_bad(t)).cloned()?;
+        self.round.retain(|k| **k != *key);
+        self.last = Some(Arc::clone(&track.key));
+        Some(track)
+    }
+
+    /// Gives back a picked track that could not be fetched now (storage failed), so it keeps
+    /// its turn: first in the round.
+    pub fn put_back(&mut self, track: &TrackRef) {
+        if self.order == Order::Shuffle && !self.round.contains(&track.key) {
+            self.round.push_front(Arc::clone(&track.key));
+        }
+    }
+
     fn is_bad(&self, t: &TrackRef) -> bool {
         self.bad.get(&t.key).is_some_and(|v| *v == t.version)
     }
@@ -281,6 +320,33 @@ mod tests {
         assert_eq!(p.pick_if(only_c).unwrap().key.as_ref(), "c");
         assert!(p.pick_if(|_| false).is_none());
         assert_eq!(take(&mut p, 2), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_restored_round_continues_without_repeats() {
+        let mut p = Policy::with_rng(Order::Shuffle, fastrand::Rng::with_seed(3));
+        p.set_library(lib(&["a", "b", "c", "d", "e"]));
+        let upcoming: Vec<Arc<str>> = ["d", "gone", "b"].iter().map(|k| Arc::from(*k)).collect();
+        p.restore(&upcoming, Some(Arc::from("e")));
+        assert_eq!(p.round(), [Arc::from("d"), Arc::from("b")]);
+        assert_eq!(take(&mut p, 2), ["d", "b"]);
+        // The next round has all five, and does not open with the last one played.
+        let next = take(&mut p, 5);
+        let mut sorted = next.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["a", "b", "c", "d", "e"]);
+        assert_ne!(next[0], "b");
+    }
+
+    #[test]
+    fn a_track_put_back_keeps_its_turn() {
+        let mut p = Policy::with_rng(Order::Shuffle, fastrand::Rng::with_seed(5));
+        p.set_library(lib(&["a", "b", "c"]));
+        let first = p.pick().unwrap();
+        p.put_back(&first);
+        assert_eq!(p.pick().unwrap(), first);
+        let rest = take(&mut p, 2);
+        assert!(!rest.contains(&first.key.to_string()), "{rest:?}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use onair::audio::clock::Clock;
 use onair::audio::decode::TrackDecoder;
+use onair::catalog::TrackData;
 
 use crate::support::{RawStream, TestServer, config_for, decode, icy, library_with, manifest};
 
@@ -14,8 +15,8 @@ const BYTES_PER_SEC: f64 = 16_000.0;
 
 /// Seconds of audio a file decodes to (its valid part, for a damaged file).
 fn decoded_seconds(file: &str) -> f64 {
-    let bytes = std::fs::read(crate::support::media_dir().join(file)).unwrap();
-    let (mut d, _) = TrackDecoder::open(bytes.into()).unwrap();
+    let data = TrackData::open(&crate::support::media_dir().join(file)).unwrap();
+    let (mut d, _) = TrackDecoder::open(&data).unwrap();
     let mut pcm = Vec::new();
     let mut samples = 0;
     while d.next_packet(&mut pcm) {

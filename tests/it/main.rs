@@ -11,5 +11,6 @@ mod players;
 mod s3;
 #[path = "../s3_support/mod.rs"]
 mod s3_support;
+mod storage;
 mod support;
 mod surface;

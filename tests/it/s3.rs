@@ -153,12 +153,9 @@ async fn plays_over_https_with_a_private_ca() {
     let Some(lib) = S3Library::upload("radio-tls", &[("a.mp3", "01-cbr128.mp3")]).await else {
         return;
     };
-    let endpoint = std::env::var("ONAIR_CEPH_HTTPS_ENDPOINT").unwrap_or_default();
-    let ca = std::env::var("ONAIR_CEPH_CA_FILE").unwrap_or_default();
-    if endpoint.is_empty() || ca.is_empty() {
-        eprintln!("SKIPPED: the test cluster has no https endpoint (no openssl?)");
+    let Some((endpoint, ca)) = crate::s3_support::https_endpoint() else {
         return;
-    }
+    };
     let mut settings = lib.settings.clone();
     settings.endpoint = endpoint;
     let tls = S3Library {

@@ -9,23 +9,37 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use onair::catalog::s3::{S3Catalog, S3Settings};
 
-/// Settings for the running test cluster, or None (the test is skipped, loudly) when the
-/// `export` lines of `scripts/ceph.sh start` are not in the environment. With
-/// ONAIR_REQUIRE_S3=1 (CI) a missing cluster fails instead.
+/// Settings for the running test cluster. Without one (the `export` lines of
+/// `scripts/ceph.sh start` are not in the environment) the test fails, unless skipping was
+/// asked for with ONAIR_SKIP_S3=1: then `None`, and the test returns at once.
 pub fn settings(prefix: &str) -> Option<S3Settings> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
     let bucket = std::env::var("S3_BUCKET").ok();
     match (endpoint, bucket) {
         (Some(e), Some(b)) => Some(S3Settings::new(&e, "us-east-1", &b, prefix)),
-        _ => {
-            assert!(
-                std::env::var("ONAIR_REQUIRE_S3").is_err(),
-                "ONAIR_REQUIRE_S3 is set but no cluster: eval the output of scripts/ceph.sh start"
-            );
-            eprintln!("SKIPPED: no S3 test cluster (run: eval \"$(bash scripts/ceph.sh start)\")");
-            None
-        }
+        _ => skip_or_fail("no S3 test cluster (AWS_ENDPOINT_URL, S3_BUCKET)"),
     }
+}
+
+/// The https endpoint of the test cluster and its CA file (made with openssl by ceph.sh).
+pub fn https_endpoint() -> Option<(String, String)> {
+    let endpoint = std::env::var("ONAIR_CEPH_HTTPS_ENDPOINT").unwrap_or_default();
+    let ca = std::env::var("ONAIR_CEPH_CA_FILE").unwrap_or_default();
+    if endpoint.is_empty() || ca.is_empty() {
+        return skip_or_fail("the test cluster has no https endpoint (is openssl installed?)");
+    }
+    Some((endpoint, ca))
+}
+
+/// A test that needs something missing fails, unless ONAIR_SKIP_S3=1 says to skip it.
+fn skip_or_fail<T>(what: &str) -> Option<T> {
+    assert!(
+        std::env::var("ONAIR_SKIP_S3").as_deref() == Ok("1"),
+        "{what}: start one with `lines=$(bash scripts/ceph.sh start); eval \"$lines\"`, \
+         or set ONAIR_SKIP_S3=1 to skip the S3 tests"
+    );
+    eprintln!("SKIPPED (ONAIR_SKIP_S3=1): {what}");
+    None
 }
 
 /// A prefix no other test (or earlier run) uses.

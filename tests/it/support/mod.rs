@@ -124,6 +124,12 @@ shutdown_grace = "1s"
     } else {
         format!("{text}\n[[mount]]\npath = \"/radio.mp3\"\n")
     };
+    // Tests share fixture folders: no playout state is read or written unless a test asks.
+    let text = if extra.contains("[playout]") {
+        text
+    } else {
+        format!("{text}\n[playout]\nresume = false\n")
+    };
     onair::config::parse(&text, secrets).unwrap_or_else(|e| panic!("{e:?}\n{text}"))
 }
 

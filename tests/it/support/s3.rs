@@ -1,6 +1,6 @@
 //! A radio whose library is a unique prefix in the real Ceph RGW bucket that scripts/ceph.sh
-//! starts, with its own disk cache; skipped (loudly) without a cluster, failed with
-//! ONAIR_REQUIRE_S3=1, as `tests/s3_support` decides.
+//! starts, with its own disk cache; without a cluster the test fails unless ONAIR_SKIP_S3=1,
+//! as `tests/s3_support` decides.
 
 use bytes::Bytes;
 use onair::catalog::s3::{S3Catalog, S3Settings};
@@ -57,9 +57,8 @@ cache_dir = "{}"
 cache_max_bytes = "64MiB"
 retry_after = "1s"
 connect_timeout = "1s"
-attempt_timeout = "2s"
+stall_timeout = "2s"
 operation_timeout = "4s"
-body_timeout = "4s"
 max_attempts = 2
 {library}"#,
             s.endpoint,

@@ -1,10 +1,9 @@
-//! The disk cache on its own: round trips, restart, LRU eviction under the cap, atomic writes.
+//! The disk cache on its own: round trips, restart, LRU eviction under the cap, streaming
+//! writes, crash leftovers, checksums, and unique file names.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use onair::catalog::{Cache, TrackRef};
+use super::*;
 
 fn track(key: &str, etag: &str) -> TrackRef {
     TrackRef {
@@ -13,11 +12,11 @@ fn track(key: &str, etag: &str) -> TrackRef {
     }
 }
 
-fn data(n: usize, fill: u8) -> Bytes {
-    Bytes::from(vec![fill; n])
+fn data(n: usize, fill: u8) -> Vec<u8> {
+    vec![fill; n]
 }
 
-fn files(dir: &std::path::Path) -> Vec<String> {
+fn files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -26,14 +25,19 @@ fn files(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
+async fn bytes(cache: &Cache, t: &TrackRef) -> Option<Vec<u8>> {
+    cache.get(t).await.map(|d| d.read_all().unwrap())
+}
+
 #[tokio::test]
 async fn stores_and_serves_exact_versions() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path(), 1 << 20).await.unwrap();
     let a1 = track("dir/ä.mp3", "etag1");
-    cache.put(&a1, &data(1000, 1)).await.unwrap();
-    assert_eq!(cache.get(&a1).await.unwrap(), data(1000, 1));
-    assert_eq!(cache.get(&track("dir/ä.mp3", "etag2")).await, None);
+    let stored = cache.put(&a1, &data(1000, 1)).await.unwrap();
+    assert_eq!(stored.read_all().unwrap(), data(1000, 1));
+    assert_eq!(bytes(&cache, &a1).await.unwrap(), data(1000, 1));
+    assert!(cache.get(&track("dir/ä.mp3", "etag2")).await.is_none());
     assert_eq!(cache.entries(), vec![a1.clone()]);
     // A new version of the same key replaces the old one.
     let a2 = track("dir/ä.mp3", "etag2");
@@ -47,7 +51,7 @@ async fn stores_and_serves_exact_versions() {
 }
 
 #[tokio::test]
-async fn survives_a_restart() {
+async fn survives_a_restart_and_verifies_what_it_finds() {
     let dir = tempfile::tempdir().unwrap();
     let tracks: Vec<TrackRef> = (0..3)
         .map(|i| track(&format!("t{i}.mp3"), &format!("e{i}")))
@@ -58,11 +62,30 @@ async fn survives_a_restart() {
             cache.put(t, &data(100 + i, i as u8)).await.unwrap();
         }
     }
+    // One byte of one entry's data flipped while the radio was down: its checksum fails.
+    let victim = files(dir.path())
+        .into_iter()
+        .find(|f| {
+            let mut file = File::open(dir.path().join(f)).unwrap();
+            read_header(&mut file).unwrap().track == tracks[1]
+        })
+        .unwrap();
+    let path = dir.path().join(victim);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let len = file.metadata().unwrap().len();
+    file.write_all_at(b"\xff", len - 1).unwrap();
+    drop(file);
+
     let cache = Cache::open(dir.path(), 1 << 20).await.unwrap();
     assert_eq!(cache.entries(), tracks);
-    for (i, t) in tracks.iter().enumerate() {
-        assert_eq!(cache.get(t).await.unwrap(), data(100 + i, i as u8));
-    }
+    assert_eq!(bytes(&cache, &tracks[0]).await.unwrap(), data(100, 0));
+    assert!(
+        cache.get(&tracks[1]).await.is_none(),
+        "a damaged entry never plays"
+    );
+    assert_eq!(bytes(&cache, &tracks[2]).await.unwrap(), data(102, 2));
+    assert_eq!(cache.entries(), vec![tracks[0].clone(), tracks[2].clone()]);
+    assert!(!path.exists());
 }
 
 #[tokio::test]
@@ -79,12 +102,14 @@ async fn evicts_the_least_recently_played_under_the_cap() {
     assert_eq!(cache.entries(), vec![a.clone(), c.clone(), d.clone()]);
     assert!(cache.total_bytes() <= 3200);
     assert_eq!(files(dir.path()).len(), 3);
-    // Bigger than the whole cache: not stored, nothing evicted.
-    cache
-        .put(&track("huge", "e"), &data(5000, 0))
+    // Bigger than the whole cache: played from a scratch file, not stored, nothing evicted.
+    let huge = cache
+        .put(&track("huge", "e"), &data(5000, 9))
         .await
         .unwrap();
+    assert_eq!(huge.read_all().unwrap(), data(5000, 9));
     assert_eq!(cache.entries().len(), 3);
+    assert_eq!(files(dir.path()).len(), 3);
 
     // The order survives a restart (file mtimes): play c, reopen with room for two.
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -98,6 +123,59 @@ async fn evicts_the_least_recently_played_under_the_cap() {
 }
 
 #[tokio::test]
+async fn a_track_streams_in_piece_by_piece_and_plays_while_evicted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path(), 1 << 20).await.unwrap();
+    let t = track("long.flac", "e");
+    let mut writer = cache.writer(&t, None).await.unwrap();
+    let mut expected = Vec::new();
+    for i in 0..100u8 {
+        let piece = data(7000, i);
+        writer.write(&piece).await.unwrap();
+        expected.extend_from_slice(&piece);
+    }
+    assert!(!cache.contains(&t), "not an entry before it is complete");
+    assert_eq!(writer.written(), 700_000);
+    let playing = writer.finish().await.unwrap();
+    assert!(cache.contains(&t));
+    // Evicted (or replaced) while it plays: the open file keeps its bytes.
+    cache.remove(&t).await;
+    assert!(files(dir.path()).is_empty());
+    assert_eq!(playing.read_all().unwrap(), expected);
+}
+
+#[tokio::test]
+async fn an_abandoned_write_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path(), 1 << 20).await.unwrap();
+    let mut writer = cache
+        .writer(&track("cut.mp3", "e"), Some(10_000))
+        .await
+        .unwrap();
+    writer.write(&data(300_000, 1)).await.unwrap();
+    drop(writer);
+    assert!(files(dir.path()).is_empty());
+    assert!(cache.entries().is_empty());
+}
+
+#[tokio::test]
+async fn every_write_gets_its_own_file_so_a_stale_delete_cannot_hit_a_new_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path(), 1 << 20).await.unwrap();
+    let t = track("again.mp3", "e");
+    cache.put(&t, &data(100, 1)).await.unwrap();
+    let first = files(dir.path());
+    cache.put(&t, &data(100, 2)).await.unwrap();
+    let second = files(dir.path());
+    assert_eq!((first.len(), second.len()), (1, 1));
+    assert_ne!(first, second, "a new copy has a new name");
+    // A delete that names the first copy (what an eviction decided before the second store)
+    // finds nothing and leaves the new copy alone.
+    delete_files(vec![dir.path().join(&first[0])]).await;
+    assert_eq!(bytes(&cache, &t).await.unwrap(), data(100, 2));
+}
+
+#[tokio::test]
 async fn leftovers_of_a_crash_are_ignored_and_cleaned() {
     let dir = tempfile::tempdir().unwrap();
     let good = track("good.mp3", "e");
@@ -105,22 +183,28 @@ async fn leftovers_of_a_crash_are_ignored_and_cleaned() {
         let cache = Cache::open(dir.path(), 1 << 20).await.unwrap();
         cache.put(&good, &data(500, 7)).await.unwrap();
     }
-    // A write cut short before its rename, a damaged entry, and a file that is not ours.
+    // A write cut short before its rename, a damaged entry, an entry of the old format, and a
+    // file that is not ours.
+    std::fs::write(
+        dir.path().join(".tmp-4242-0123456789abcdef"),
+        b"ONAIRC2\nhalf",
+    )
+    .unwrap();
     std::fs::write(
         dir.path()
-            .join(".tmp-4242-0-0123456789abcdef0123456789abcdef.track"),
-        b"ONAIRC1\nhalf",
+            .join("0123456789abcdef0123456789abcdef-0000000000000000.track"),
+        b"ONAIRC2\n\x05\0\0\0",
     )
     .unwrap();
     std::fs::write(
         dir.path().join("0123456789abcdef0123456789abcdef.track"),
-        b"ONAIRC1\n\x05\0\0\0",
+        b"ONAIRC1\n\x05\0\0\0\x01\0\0\0",
     )
     .unwrap();
     std::fs::write(dir.path().join("README"), b"operator notes").unwrap();
     let cache = Cache::open(dir.path(), 1 << 20).await.unwrap();
     assert_eq!(cache.entries(), vec![good.clone()]);
-    assert_eq!(cache.get(&good).await.unwrap(), data(500, 7));
+    assert_eq!(bytes(&cache, &good).await.unwrap(), data(500, 7));
     let left = files(dir.path());
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(left.contains(&"README".to_owned()));
@@ -128,7 +212,7 @@ async fn leftovers_of_a_crash_are_ignored_and_cleaned() {
 }
 
 #[tokio::test]
-async fn a_damaged_entry_is_a_miss_and_is_dropped() {
+async fn a_cut_entry_is_a_miss_and_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path(), 1 << 20).await.unwrap();
     let t = track("x.mp3", "e");
@@ -139,7 +223,7 @@ async fn a_damaged_entry_is_a_miss_and_is_dropped() {
         .open(dir.path().join(name))
         .unwrap();
     file.set_len(300).unwrap();
-    assert_eq!(cache.get(&t).await, None);
+    assert!(cache.get(&t).await.is_none());
     assert!(cache.entries().is_empty());
     assert!(files(dir.path()).is_empty());
 }
@@ -154,7 +238,7 @@ async fn concurrent_puts_and_gets_stay_consistent() {
         tasks.spawn(async move {
             let t = track(&format!("k{}", i % 16), "e");
             cache.put(&t, &data(1000, (i % 16) as u8)).await.unwrap();
-            if let Some(b) = cache.get(&t).await {
+            if let Some(b) = bytes(&cache, &t).await {
                 assert_eq!(b, data(1000, (i % 16) as u8));
             }
         });

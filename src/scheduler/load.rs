@@ -1,0 +1,127 @@
+//! Getting one track ready: fetched onto local disk (or memory, if small) by the catalog, then
+//! probed as audio on the blocking pool. A probe that panics (a decoder bug on a damaged file)
+//! is caught and the track skipped as corrupt, like any other undecodable file.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use crate::audio::decode::{self, DecodeError, TrackTags};
+use crate::catalog::{Catalog, CatalogError, TrackData, TrackRef};
+use crate::station::{Station, TrackInfo};
+
+/// A track ready to decode: on local disk (or in memory, if small) and probed as audio.
+#[derive(Debug, Clone)]
+pub struct LoadedTrack {
+    pub track: TrackRef,
+    pub data: TrackData,
+    pub tags: TrackTags,
+    /// `Artist - Title`, as listeners see it.
+    pub display: String,
+    /// When this track started in a programme saved by an earlier pod: the pipeline plays it
+    /// from where it should be by now.
+    pub resume_from: Option<SystemTime>,
+}
+
+impl LoadedTrack {
+    /// The track as the now-playing API describes it.
+    pub fn info(&self) -> TrackInfo {
+        TrackInfo {
+            title: self.display.clone(),
+            artist: self.tags.artist.clone(),
+            track_title: self.tags.title.clone(),
+            key: Arc::clone(&self.track.key),
+            duration: self.tags.duration,
+        }
+    }
+}
+
+/// Why a track did not become ready.
+#[derive(Debug)]
+pub enum Skip {
+    /// Storage (or the disk) failed, not the track: it keeps its turn for later.
+    Unavailable(CatalogError),
+    /// Something about this one object (gone, refused, too large, stalled): skip it until it
+    /// changes.
+    Object(CatalogError),
+    /// Not playable audio: skip it until it changes.
+    Undecodable(DecodeError),
+}
+
+impl Skip {
+    /// Label of `onair_tracks_skipped_total{reason}` for a track skipped for good.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Skip::Unavailable(_) => None,
+            Skip::Object(e) => e.skip_reason(),
+            Skip::Undecodable(e) => Some(e.reason()),
+        }
+    }
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::Unavailable(e) | Skip::Object(e) => e.fmt(f),
+            Skip::Undecodable(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Fetches a track and probes it as audio.
+pub async fn load<C: Catalog>(
+    catalog: &C,
+    station: &Station,
+    track: &TrackRef,
+    resume_from: Option<SystemTime>,
+) -> Result<LoadedTrack, Skip> {
+    let started = Instant::now();
+    let data = catalog
+        .fetch(track)
+        .await
+        .map_err(|e| match e.skip_reason() {
+            Some(_) => Skip::Object(e),
+            None => Skip::Unavailable(e),
+        })?;
+    station
+        .metrics
+        .storage_fetch_duration
+        .observe(started.elapsed().as_secs_f64());
+    // Probing decodes a few packets: CPU work, kept off the async workers.
+    let probe_data = data.clone();
+    let tags = tokio::task::spawn_blocking(move || probe_guarded(&probe_data))
+        .await
+        .map_err(|e| Skip::Unavailable(CatalogError::Local(format!("probe task failed: {e}"))))?
+        .map_err(Skip::Undecodable)?;
+    let display =
+        crate::audio::display_title(tags.artist.as_deref(), tags.title.as_deref(), &track.key);
+    tracing::debug!(track = %track.key, codec = %tags.codec, rate = tags.sample_rate,
+        channels = tags.channels, bytes = data.len(), in_memory = data.in_memory(), "track ready");
+    Ok(LoadedTrack {
+        track: track.clone(),
+        data,
+        tags,
+        display,
+        resume_from,
+    })
+}
+
+/// [`decode::probe`], with a panic inside the decoder turned into a corrupt track.
+pub fn probe_guarded(data: &TrackData) -> Result<TrackTags, DecodeError> {
+    // The decoder state dies with the panic; nothing outlives this call.
+    std::panic::catch_unwind(AssertUnwindSafe(|| decode::probe(data))).unwrap_or_else(|panic| {
+        Err(DecodeError::Corrupt(format!(
+            "the decoder panicked: {}",
+            panic_message(&panic)
+        )))
+    })
+}
+
+/// The text of a caught panic, when it has one.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
