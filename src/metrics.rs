@@ -251,6 +251,8 @@ pub struct CacheStats {
 pub struct SiteStats {
     pub site: &'static str,
     pub up: bool,
+    /// Tracks fetched whole from this site.
+    pub fetches: u64,
     /// Failed requests by kind label.
     pub failures: Vec<(&'static str, u64)>,
 }
@@ -291,6 +293,13 @@ impl Metrics {
                 ),
                 &["site"],
             )),
+            storage_fetches: must(IntCounterVec::new(
+                Opts::new(
+                    "onair_storage_fetches_total",
+                    "Tracks fetched whole from a storage site (cache misses it served)",
+                ),
+                &["site"],
+            )),
             storage_failures: must(IntCounterVec::new(
                 Opts::new(
                     "onair_storage_failed_requests_total",
@@ -315,6 +324,7 @@ struct CacheCollector {
     fetched_bytes: IntCounter,
     size_bytes: IntGauge,
     storage_up: IntGaugeVec,
+    storage_fetches: IntCounterVec,
     storage_failures: IntCounterVec,
 }
 
@@ -334,6 +344,7 @@ impl Collector for CacheCollector {
         let mut descs: Vec<&Desc> = self.counters().into_iter().flat_map(|c| c.desc()).collect();
         descs.extend(self.size_bytes.desc());
         descs.extend(self.storage_up.desc());
+        descs.extend(self.storage_fetches.desc());
         descs.extend(self.storage_failures.desc());
         descs
     }
@@ -352,10 +363,14 @@ impl Collector for CacheCollector {
             .set(i64::try_from(s.size_bytes).unwrap_or(i64::MAX));
         families.extend(self.size_bytes.collect());
         self.storage_failures.reset();
+        self.storage_fetches.reset();
         for site in &s.sites {
             self.storage_up
                 .with_label_values(&[site.site])
                 .set(i64::from(site.up));
+            self.storage_fetches
+                .with_label_values(&[site.site])
+                .inc_by(site.fetches);
             for (kind, n) in &site.failures {
                 self.storage_failures
                     .with_label_values(&[site.site, kind])
@@ -363,6 +378,7 @@ impl Collector for CacheCollector {
             }
         }
         families.extend(self.storage_up.collect());
+        families.extend(self.storage_fetches.collect());
         families.extend(self.storage_failures.collect());
         families
     }
@@ -403,6 +419,7 @@ mod tests {
         let site = |up, failures: u64| SiteStats {
             site: "primary",
             up,
+            fetches: 1,
             failures: vec![("timeout", failures), ("connect", 0)],
         };
         let stats = std::sync::Arc::new(Mutex::new(CacheStats {

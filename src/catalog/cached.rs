@@ -96,6 +96,8 @@ struct Site<S> {
     health: Mutex<Health>,
     /// Failed requests by [`StorageErrorKind::ALL`] index.
     failures: [AtomicU64; StorageErrorKind::ALL.len()],
+    /// Tracks fetched whole from it.
+    fetches: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -117,6 +119,7 @@ impl<S: ObjectStore> CachedCatalog<S> {
             store,
             health: Mutex::new(Health::default()),
             failures: Default::default(),
+            fetches: AtomicU64::new(0),
         };
         let mut sites = vec![site(SITE_NAMES[0], primary)];
         sites.extend(backup.map(|b| site(SITE_NAMES[1], b)));
@@ -173,6 +176,7 @@ impl<S: ObjectStore> CachedCatalog<S> {
             .map(|s| SiteStats {
                 site: s.name,
                 up: !s.is_down(),
+                fetches: s.fetches.load(Ordering::Relaxed),
                 failures: StorageErrorKind::ALL
                     .iter()
                     .zip(&s.failures)
@@ -384,7 +388,9 @@ impl<S: ObjectStore> Shared<S> {
             self.failed(site, &e);
             return Err(e);
         }
-        sink.finish().await
+        let data = sink.finish().await?;
+        self.sites[site].fetches.fetch_add(1, Ordering::Relaxed);
+        Ok(data)
     }
 
     /// Where an arriving object goes: the cache, or memory when the cache cannot be written
