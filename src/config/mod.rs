@@ -3,6 +3,7 @@
 //! `library.rs` for the `[library]` section).
 
 mod library;
+mod limits;
 mod raw;
 
 use std::net::SocketAddr;
@@ -54,6 +55,16 @@ pub struct Server {
     /// File that gets one Icecast combined-format line per finished listener; without it the
     /// line goes to the log on stdout.
     pub access_log: Option<PathBuf>,
+    /// Time a client has to send its whole request head (every request, listeners' included).
+    pub head_timeout: Duration,
+    /// Connections that are not admitted listeners (heads being read, hyper requests, event
+    /// streams) held at once, on every port.
+    pub max_connections: usize,
+    /// `/api/events` streams open at once.
+    pub max_event_subscribers: usize,
+    /// A second address serving only `/admin/*`, `/metrics` and `/readyz`; when set, the public
+    /// port answers 404 for them.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// `[library]`
@@ -153,6 +164,8 @@ pub struct MountConfig {
     /// How far a listener may fall behind before it is dropped.
     pub queue: Amount,
     pub max_listeners: usize,
+    /// Listeners from one IP address at once on this mount; `None` = no limit.
+    pub max_listeners_per_ip: Option<usize>,
     pub icy_metaint: usize,
 }
 
