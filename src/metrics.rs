@@ -58,12 +58,23 @@ pub struct Metrics {
     pub storage_errors: IntCounterVec,
     pub start_time: prometheus::Gauge,
     pub ready: IntGauge,
+    pub access_log_dropped: IntCounter,
 }
 
 /// Skip reasons, created at zero so that `increase()` sees the first one.
 pub const SKIP_REASONS: [&str; 5] = ["corrupt", "unsupported", "empty", "not_audio", "missing"];
 /// Kinds of storage errors, created at zero for the same reason.
 pub const STORAGE_ERROR_KINDS: [&str; 2] = ["list", "fetch"];
+
+/// The counter of log lines dropped because stdout could not take them. It is made before any
+/// radio runs (logging starts first), so it is not in [`Metrics::new`]: `main` makes it, gives
+/// it to the log writer, and each `run()` registers it ([`Metrics::register_log_dropped`]).
+pub fn log_lines_dropped() -> IntCounter {
+    must(IntCounter::new(
+        "onair_log_lines_dropped_total",
+        "Log lines dropped because stdout did not take them fast enough (never waited for)",
+    ))
+}
 
 fn must<T>(r: prometheus::Result<T>) -> T {
     // Only fails on an invalid name or a duplicate registration: a bug in this file, caught by the
@@ -173,6 +184,10 @@ impl Metrics {
                 "onair_ready",
                 "1 when every mount plays music (what /readyz answers 200 for), else 0"
             )),
+            access_log_dropped: reg!(IntCounter::new(
+                "onair_access_log_dropped_total",
+                "Access-log records dropped because the writer could not keep up (never waited for)"
+            )),
             registry,
         };
         let build = must(IntGaugeVec::new(
@@ -195,6 +210,15 @@ impl Metrics {
             m.start_time.set(d.as_secs_f64());
         }
         m
+    }
+
+    /// Exports the process's dropped-log-lines counter (see [`log_lines_dropped`]) with this
+    /// radio's metrics.
+    pub fn register_log_dropped(&self, counter: &IntCounter) {
+        // Fails only if registered twice into this registry, which `run()` never does.
+        if let Err(e) = self.registry.register(Box::new(counter.clone())) {
+            tracing::warn!(error = %e, "cannot export the dropped log lines counter");
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod api;
+mod binary;
 mod browser;
 mod corpus;
 mod listen;
