@@ -75,6 +75,10 @@ pub async fn run_with(
     options: Options,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    match crate::fdlimit::raise() {
+        Ok(limit) => crate::fdlimit::check(&config, limit),
+        Err(e) => tracing::warn!(error = %e, "cannot read the file descriptor limit"),
+    }
     let metrics = Metrics::new();
     metrics.register_log_dropped(&options.log_dropped);
     let access_log = AccessLog::open(
@@ -124,13 +128,13 @@ pub async fn run_with(
         "radio on air"
     );
     let fanout = Fanout::start(Arc::clone(&station)).context("starting the fan-out thread")?;
-    let server = tasks.spawn(crate::http::serve(
-        listener,
+    let http = crate::http::Server::new(
         Arc::clone(&station),
         fanout.handle(),
         cancel.clone(),
         tasks.clone(),
-    ));
+    );
+    let server = tasks.spawn(http.serve(listener));
     tasks.spawn(reopen_on_request(
         options.reopen,
         Arc::clone(&station),

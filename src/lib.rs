@@ -19,6 +19,7 @@ pub mod catalog;
 pub mod config;
 pub mod encode;
 pub mod fanout;
+pub mod fdlimit;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -21,6 +21,8 @@ pub enum Disconnect {
     Lagged,
     /// Refused because the mount was at `max_listeners`.
     Full,
+    /// Refused because the client's address was at the mount's `max_listeners_per_ip`.
+    IpLimit,
     /// The server is shutting down.
     Shutdown,
     /// Disconnected by an operator (`/admin/killclient`).
@@ -33,6 +35,7 @@ impl Disconnect {
             Disconnect::Client => "client",
             Disconnect::Lagged => "lagged",
             Disconnect::Full => "full",
+            Disconnect::IpLimit => "ip_limit",
             Disconnect::Shutdown => "shutdown",
             Disconnect::Admin => "admin",
         }
@@ -58,6 +61,10 @@ pub struct Metrics {
     pub storage_errors: IntCounterVec,
     pub start_time: prometheus::Gauge,
     pub ready: IntGauge,
+    pub accept_errors: IntCounterVec,
+    pub connections_rejected: IntCounterVec,
+    pub open_connections: IntGauge,
+    pub event_subscribers: IntGauge,
     pub access_log_dropped: IntCounter,
 }
 
@@ -65,6 +72,17 @@ pub struct Metrics {
 pub const SKIP_REASONS: [&str; 5] = ["corrupt", "unsupported", "empty", "not_audio", "missing"];
 /// Kinds of storage errors, created at zero for the same reason.
 pub const STORAGE_ERROR_KINDS: [&str; 2] = ["list", "fetch"];
+/// Kinds of failed `accept()` calls: the first four mean the process or the machine is out of
+/// something, and the accept loop backs off; any other is about one connection only.
+pub const ACCEPT_ERROR_KINDS: [&str; 5] = ["emfile", "enfile", "enobufs", "enomem", "other"];
+/// Why a connection was turned away or closed before its request was answered.
+pub const REJECT_REASONS: [&str; 5] = [
+    "max_connections",
+    "max_event_subscribers",
+    "head_too_large",
+    "head_timeout",
+    "evicted",
+];
 
 /// The counter of log lines dropped because stdout could not take them. It is made before any
 /// radio runs (logging starts first), so it is not in [`Metrics::new`]: `main` makes it, gives
@@ -111,7 +129,7 @@ impl Metrics {
             listener_disconnects: reg!(IntCounterVec::new(
                 Opts::new(
                     "onair_listener_disconnects_total",
-                    "Listener streams ended or refused, by reason (client, lagged, full, shutdown, admin)"
+                    "Listener streams ended or refused, by reason (client, lagged, full, ip_limit, shutdown, admin)"
                 ),
                 &["mount", "reason"]
             )),
@@ -184,6 +202,28 @@ impl Metrics {
                 "onair_ready",
                 "1 when every mount plays music (what /readyz answers 200 for), else 0"
             )),
+            accept_errors: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_accept_errors_total",
+                    "Failed accept() calls, by errno (emfile, enfile, enobufs, enomem back off; other is skipped)"
+                ),
+                &["kind"]
+            )),
+            connections_rejected: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_connections_rejected_total",
+                    "Connections turned away or closed before their request was answered, by reason"
+                ),
+                &["reason"]
+            )),
+            open_connections: reg!(IntGauge::new(
+                "onair_open_connections",
+                "Connections held that are not admitted listeners (heads being read, requests, event streams), of server.max_connections"
+            )),
+            event_subscribers: reg!(IntGauge::new(
+                "onair_event_subscribers",
+                "/api/events streams open, of server.max_event_subscribers"
+            )),
             access_log_dropped: reg!(IntCounter::new(
                 "onair_access_log_dropped_total",
                 "Access-log records dropped because the writer could not keep up (never waited for)"
@@ -201,6 +241,12 @@ impl Metrics {
         }
         for kind in STORAGE_ERROR_KINDS {
             m.storage_errors.with_label_values(&[kind]);
+        }
+        for kind in ACCEPT_ERROR_KINDS {
+            m.accept_errors.with_label_values(&[kind]);
+        }
+        for reason in REJECT_REASONS {
+            m.connections_rejected.with_label_values(&[reason]);
         }
         #[cfg(target_os = "linux")]
         must(m.registry.register(Box::new(
@@ -241,6 +287,7 @@ impl Metrics {
             Disconnect::Client,
             Disconnect::Lagged,
             Disconnect::Full,
+            Disconnect::IpLimit,
             Disconnect::Shutdown,
             Disconnect::Admin,
         ] {

@@ -27,7 +27,8 @@ const EAGER_FRAMES: u64 = 38;
 /// `writev` calls per listener per turn; a listener that can take more gets them next turn.
 const WRITES_PER_TURN: usize = 4;
 
-/// What the request said about the listener, for the admin pages and the access log.
+/// What the request said about the listener, for the admin pages and the access log. Each
+/// string is cut to `http::request::MAX_STORED` bytes when the head is read.
 #[derive(Debug)]
 pub struct ListenerRequest {
     pub request_line: String,

@@ -1,4 +1,5 @@
-//! The `onair` process itself: a stdout nobody reads, SIGHUP for the access log.
+//! The `onair` process itself: a stdout nobody reads, a low file-descriptor soft limit, SIGHUP
+//! for the access log.
 
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,42 @@ async fn a_stdout_nobody_reads_leaves_listeners_at_bitrate() {
     eprintln!("log lines dropped: {dropped_after}");
     assert!(dropped_after > dropped_before, "the count rises");
     // Shutdown does not wait on the stuck pipe either (the last flush gives up after 2 s).
+    assert_eq!(onair.stop(Duration::from_secs(15)), Some(0));
+}
+
+#[test]
+fn a_low_soft_descriptor_limit_is_raised_to_the_hard_one() {
+    let lib = library_with(&["01-cbr128.mp3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let onair = Onair::spawn(
+        dir.path(),
+        &config(lib.path(), ""),
+        &["prlimit", "--nofile=256:4096"],
+        Stdout::Read,
+    );
+    let raised = onair
+        .logged("file descriptor limit raised")
+        .expect("the raise is logged");
+    assert_eq!(
+        (raised["was"].as_u64(), raised["soft"].as_u64()),
+        (Some(256), Some(4096))
+    );
+    assert_eq!(raised["hard"].as_u64(), Some(4096));
+    // The default mount's max_listeners (20,000) cannot be reached under 4,096: said so.
+    let warned = onair.logs.lock().unwrap().iter().any(|l| {
+        l["level"] == "WARN"
+            && l["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("exceed the file descriptor limit")
+    });
+    assert!(warned, "the shortfall is warned about");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let max_fds = runtime.block_on(metric_at(&onair.url("/metrics"), "process_max_fds"));
+    assert_eq!(max_fds, 4096.0);
     assert_eq!(onair.stop(Duration::from_secs(15)), Some(0));
 }
 

@@ -6,6 +6,8 @@ mod api;
 mod binary;
 mod browser;
 mod corpus;
+mod flood;
+mod limits;
 mod listen;
 mod metadata;
 mod players;

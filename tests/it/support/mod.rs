@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod icy;
 pub mod process;
+pub mod raw;
 pub mod s3;
 
 use std::net::SocketAddr;
@@ -164,6 +165,11 @@ impl TestServer {
             options,
         ));
         TestServer { addr, stop, task }
+    }
+
+    /// The value of the first `/metrics` line that starts with `series` (name and labels).
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_at(&self.url("/metrics"), series).await
     }
 
     /// Whether `run` has returned (it failed to start, or was stopped).
