@@ -18,6 +18,7 @@ use crate::audio::clock::Clock;
 use crate::catalog::{Catalog as _, Library};
 use crate::config::Config;
 use crate::fanout::Fanout;
+use crate::http::Port;
 use crate::http::access_log::AccessLog;
 use crate::metrics::{CacheStats, Metrics};
 use crate::pipeline::Pipeline;
@@ -35,6 +36,9 @@ pub struct Options {
     /// Log lines the process dropped (made by `metrics::log_lines_dropped`, counted by the
     /// stdout writer in `main`), exported on `/metrics`.
     pub log_dropped: IntCounter,
+    /// A socket already bound for the ops paths (tests bind port 0). Without it, `run` binds
+    /// `server.admin_listen` when that is set.
+    pub admin_listener: Option<TcpListener>,
 }
 
 impl Default for Options {
@@ -43,6 +47,7 @@ impl Default for Options {
             clock: Clock::Realtime,
             reopen: Reopen::default(),
             log_dropped: crate::metrics::log_lines_dropped(),
+            admin_listener: None,
         }
     }
 }
@@ -79,6 +84,16 @@ pub async fn run_with(
         Ok(limit) => crate::fdlimit::check(&config, limit),
         Err(e) => tracing::warn!(error = %e, "cannot read the file descriptor limit"),
     }
+    // Bound before anything starts, so a taken address fails the start with nothing to undo.
+    let admin_listener = match (options.admin_listener, config.server.admin_listen) {
+        (Some(l), _) => Some(l),
+        (None, Some(addr)) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on server.admin_listen {addr}"))?,
+        ),
+        (None, None) => None,
+    };
     let metrics = Metrics::new();
     metrics.register_log_dropped(&options.log_dropped);
     let access_log = AccessLog::open(
@@ -134,7 +149,17 @@ pub async fn run_with(
         cancel.clone(),
         tasks.clone(),
     );
-    let server = tasks.spawn(http.serve(listener));
+    let public = Port::Public {
+        ops_elsewhere: admin_listener.is_some(),
+    };
+    let mut accept_loops = vec![tasks.spawn(Arc::clone(&http).serve(listener, public))];
+    if let Some(admin) = admin_listener {
+        let addr = admin
+            .local_addr()
+            .context("reading the admin listening address")?;
+        tracing::info!(%addr, "admin, metrics and readiness on their own address");
+        accept_loops.push(tasks.spawn(http.serve(admin, Port::Admin)));
+    }
     tasks.spawn(reopen_on_request(
         options.reopen,
         Arc::clone(&station),
@@ -145,9 +170,11 @@ pub async fn run_with(
     tracing::info!("shutting down");
     // Health first, so a load balancer stops routing new listeners here.
     station.set_draining();
-    // Stops the accept loop and the scheduler; open connections finish their request.
+    // Stops the accept loops and the scheduler; open connections finish their request.
     cancel.cancel();
-    let _ = server.await;
+    for accept_loop in accept_loops {
+        let _ = accept_loop.await;
+    }
     let _ = scheduler.await;
     // Flushes the encoders and closes every ring, then every listener gets what is left.
     pipeline.stop_and_join().await;

@@ -4,7 +4,9 @@
 //! stops and hyper connections finish their current request.
 //!
 //! Every connection but an admitted listener holds a slot of the [`gate`] (`max_connections`)
-//! from accept to its end, and an event stream also one of `max_event_subscribers`.
+//! from accept to its end, and an event stream also one of `max_event_subscribers`. With
+//! `server.admin_listen`, a second accept loop serves the ops paths there and the public port
+//! answers 404 for them.
 
 mod accept;
 pub mod access_log;
@@ -127,7 +129,30 @@ impl hyper::body::Body for Body {
     }
 }
 
-/// What every connection of one radio shares.
+/// Which listening socket a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// Listeners, status, API and page; and the ops paths unless they are served elsewhere.
+    Public { ops_elsewhere: bool },
+    /// `server.admin_listen`: only the ops paths.
+    Admin,
+}
+
+impl Port {
+    /// Whether a request for `path` is answered on this port (else 404).
+    fn serves(self, path: &str) -> bool {
+        let ops = path == "/admin"
+            || path.starts_with("/admin/")
+            || path == "/metrics"
+            || path == "/readyz";
+        match self {
+            Port::Public { ops_elsewhere } => !(ops && ops_elsewhere),
+            Port::Admin => ops,
+        }
+    }
+}
+
+/// What every connection of one radio shares, on every port.
 pub struct Server {
     station: Arc<Station>,
     heads: listener::Heads,
@@ -163,7 +188,7 @@ impl Server {
     }
 
     /// Accepts connections on `listener` until cancelled.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, port: Port) {
         let metrics = &self.station.metrics;
         let mut errors = accept::AcceptErrors::default();
         loop {
@@ -190,7 +215,7 @@ impl Server {
             };
             let server = Arc::clone(&self);
             self.tasks.spawn(async move {
-                server.connection(stream, peer, slot).await;
+                server.connection(stream, peer, slot, port).await;
             });
         }
     }
@@ -208,6 +233,7 @@ impl Server {
         mut stream: TcpStream,
         peer: SocketAddr,
         mut slot: gate::Slot,
+        port: Port,
     ) {
         let received = Instant::now();
         let mut head = BytesMut::new();
@@ -238,7 +264,12 @@ impl Server {
         if !slot.past_head() {
             return self.evicted(stream, &head);
         }
-        match request::dispatch(&head, &self.station, received) {
+        let dispatch = match port {
+            Port::Public { .. } => request::dispatch(&head, &self.station, received),
+            // Listeners are not served there: hyper answers 404 for a mount.
+            Port::Admin => Dispatch::Hyper,
+        };
+        match dispatch {
             Dispatch::Listener {
                 mount_index,
                 request,
@@ -260,7 +291,7 @@ impl Server {
                     tracing::debug!(peer = %peer, error = %e, "could not take over a listener socket")
                 }
             },
-            Dispatch::Hyper => self.serve_hyper(stream, head.freeze(), peer).await,
+            Dispatch::Hyper => self.serve_hyper(stream, head.freeze(), peer, port).await,
         }
     }
 
@@ -273,7 +304,13 @@ impl Server {
         }
     }
 
-    async fn serve_hyper(self: Arc<Self>, stream: TcpStream, head: Bytes, peer: SocketAddr) {
+    async fn serve_hyper(
+        self: Arc<Self>,
+        stream: TcpStream,
+        head: Bytes,
+        peer: SocketAddr,
+        port: Port,
+    ) {
         let io = TokioIo::new(replay::Replay::new(
             head,
             stall::StallGuard::new(stream, STALL_LIMIT),
@@ -281,7 +318,7 @@ impl Server {
         let server = Arc::clone(&self);
         let service = service_fn(move |req| {
             let server = Arc::clone(&server);
-            async move { Ok::<_, Infallible>(server.respond(req)) }
+            async move { Ok::<_, Infallible>(server.respond(req, port)) }
         });
         // One request per connection: a listener must come on a fresh connection, whose head the
         // accept path reads (a browser reuses a kept-alive page connection for its audio element).
@@ -310,9 +347,13 @@ impl Server {
         }
     }
 
-    /// Answers one hyper request.
-    fn respond(&self, req: Request<hyper::body::Incoming>) -> Response<Body> {
-        if !(req.method() == Method::GET && req.uri().path() == "/api/events") {
+    /// Answers one hyper request on `port`.
+    fn respond(&self, req: Request<hyper::body::Incoming>, port: Port) -> Response<Body> {
+        let path = req.uri().path();
+        if !port.serves(path) {
+            return plain(StatusCode::NOT_FOUND, "not found\n", None);
+        }
+        if !(req.method() == Method::GET && path == "/api/events") {
             return routes::handle(req, &self.station);
         }
         let Ok(permit) = Arc::clone(&self.events).try_acquire_owned() else {
@@ -351,4 +392,31 @@ fn plain(status: StatusCode, text: &'static str, retry_after: Option<u32>) -> Re
     }
     routes::common_headers(h);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Port;
+
+    #[test]
+    fn ops_paths_move_to_the_admin_port_when_it_exists() {
+        let shared = Port::Public {
+            ops_elsewhere: false,
+        };
+        let public = Port::Public {
+            ops_elsewhere: true,
+        };
+        for path in ["/admin/stats", "/metrics", "/readyz"] {
+            assert!(shared.serves(path) && Port::Admin.serves(path) && !public.serves(path));
+        }
+        for path in [
+            "/radio.mp3",
+            "/healthz",
+            "/status-json.xsl",
+            "/api/events",
+            "/",
+        ] {
+            assert!(shared.serves(path) && public.serves(path) && !Port::Admin.serves(path));
+        }
+    }
 }
