@@ -1,13 +1,16 @@
 //! Builds every stage from the config, runs them, and shuts them down in order: stop taking
 //! listeners and tracks, let the pipeline flush and close the rings, let the fan-out thread write
-//! the rest and end every listener, then wait for other connections within the grace period.
+//! the rest and end every listener, write the last access-log records, then wait for other
+//! connections within the grace period.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use prometheus::IntCounter;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -15,22 +18,48 @@ use crate::audio::clock::Clock;
 use crate::catalog::{Catalog as _, Library};
 use crate::config::Config;
 use crate::fanout::Fanout;
+use crate::http::Port;
+use crate::http::access_log::AccessLog;
 use crate::metrics::{CacheStats, Metrics};
 use crate::pipeline::Pipeline;
 use crate::station::Station;
 
+/// How long shutdown waits for queued access-log records to reach the file.
+const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(2);
+
 /// Knobs that are not part of the operator's config.
-#[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// Real-time pacing in production; tests may run unpaced.
     pub clock: Clock,
+    /// Reopens the access-log file each time it is triggered (`main` does on SIGHUP).
+    pub reopen: Reopen,
+    /// Log lines the process dropped (made by `metrics::log_lines_dropped`, counted by the
+    /// stdout writer in `main`), exported on `/metrics`.
+    pub log_dropped: IntCounter,
+    /// A socket already bound for the ops paths (tests bind port 0). Without it, `run` binds
+    /// `server.admin_listen` when that is set.
+    pub admin_listener: Option<TcpListener>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             clock: Clock::Realtime,
+            reopen: Reopen::default(),
+            log_dropped: crate::metrics::log_lines_dropped(),
+            admin_listener: None,
         }
+    }
+}
+
+/// A handle that asks a running radio to reopen its access log (for logrotate).
+#[derive(Debug, Clone, Default)]
+pub struct Reopen(Arc<Notify>);
+
+impl Reopen {
+    /// Asks for a reopen; one pending request is kept if the radio is busy.
+    pub fn trigger(&self) {
+        self.0.notify_one();
     }
 }
 
@@ -51,9 +80,28 @@ pub async fn run_with(
     options: Options,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let access_log = crate::http::access_log::AccessLog::open(config.server.access_log.as_deref())
-        .with_context(|| format!("opening the access log {:?}", config.server.access_log))?;
-    let station = Station::new(Arc::clone(&config), Metrics::new(), access_log);
+    match crate::fdlimit::raise() {
+        Ok(limit) => crate::fdlimit::check(&config, limit),
+        Err(e) => tracing::warn!(error = %e, "cannot read the file descriptor limit"),
+    }
+    // Bound before anything starts, so a taken address fails the start with nothing to undo.
+    let admin_listener = match (options.admin_listener, config.server.admin_listen) {
+        (Some(l), _) => Some(l),
+        (None, Some(addr)) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on server.admin_listen {addr}"))?,
+        ),
+        (None, None) => None,
+    };
+    let metrics = Metrics::new();
+    metrics.register_log_dropped(&options.log_dropped);
+    let access_log = AccessLog::open(
+        config.server.access_log.as_deref(),
+        metrics.access_log_dropped.clone(),
+    )
+    .with_context(|| format!("opening the access log {:?}", config.server.access_log))?;
+    let station = Station::new(Arc::clone(&config), metrics, access_log);
     let catalog = Library::open(&config.library)
         .await
         .context("setting up the library")?;
@@ -94,21 +142,38 @@ pub async fn run_with(
         "radio on air"
     );
     let fanout = Fanout::start(Arc::clone(&station)).context("starting the fan-out thread")?;
-    let server = tokio::spawn(crate::http::serve(
-        listener,
+    let http = crate::http::Server::new(
         Arc::clone(&station),
         fanout.handle(),
         cancel.clone(),
         tasks.clone(),
+    );
+    let public = Port::Public {
+        ops_elsewhere: admin_listener.is_some(),
+    };
+    let mut accept_loops = vec![tasks.spawn(Arc::clone(&http).serve(listener, public))];
+    if let Some(admin) = admin_listener {
+        let addr = admin
+            .local_addr()
+            .context("reading the admin listening address")?;
+        tracing::info!(%addr, "admin, metrics and readiness on their own address");
+        accept_loops.push(tasks.spawn(http.serve(admin, Port::Admin)));
+    }
+    tasks.spawn(reopen_on_request(
+        options.reopen,
+        Arc::clone(&station),
+        cancel.clone(),
     ));
 
     shutdown.await;
     tracing::info!("shutting down");
     // Health first, so a load balancer stops routing new listeners here.
     station.set_draining();
-    // Stops the accept loop and the scheduler; open connections finish their request.
+    // Stops the accept loops and the scheduler; open connections finish their request.
     cancel.cancel();
-    let _ = server.await;
+    for accept_loop in accept_loops {
+        let _ = accept_loop.await;
+    }
     let _ = scheduler.await;
     // Flushes the encoders and closes every ring, then every listener gets what is left.
     pipeline.stop_and_join().await;
@@ -118,6 +183,8 @@ pub async fn run_with(
     {
         tracing::error!("the fan-out thread could not be joined");
     }
+    // Every listener has ended: their records are queued, and reach the file before `run` ends.
+    station.access_log.flush(ACCESS_LOG_FLUSH).await;
     tasks.close();
     if tokio::time::timeout(config.server.shutdown_grace, tasks.wait())
         .await
@@ -130,4 +197,14 @@ pub async fn run_with(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reopens the access log each time `reopen` is triggered, until the radio stops.
+async fn reopen_on_request(reopen: Reopen, station: Arc<Station>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = reopen.0.notified() => station.access_log.reopen(),
+        }
+    }
 }

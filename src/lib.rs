@@ -19,12 +19,14 @@ pub mod catalog;
 pub mod config;
 pub mod encode;
 pub mod fanout;
+pub mod fdlimit;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod ring;
 pub mod scheduler;
 pub mod station;
 
-pub use app::{Options, run, run_with};
+pub use app::{Options, Reopen, run, run_with};
 pub use config::Config;

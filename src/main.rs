@@ -55,22 +55,38 @@ fn main() -> ExitCode {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
-    init_logging(args.log_format);
-    match serve(config) {
+    let log_dropped = onair::metrics::log_lines_dropped();
+    let log = match init_logging(args.log_format, log_dropped.clone()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("onair: starting the log writer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match serve(config, log_dropped) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "onair stopped with an error");
             eprintln!("onair: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The last lines ("stopped") are still in the queue: write them, within a bound.
+    log.flush(onair::logging::EXIT_FLUSH);
+    code
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stdout through a queue and a writer thread, so no thread ever waits on a pipe
+/// that a log collector stopped reading (see `onair::logging`).
+fn init_logging(
+    format: LogFormat,
+    dropped: prometheus::IntCounter,
+) -> std::io::Result<onair::logging::LogGuard> {
+    let (writer, guard) = onair::logging::stdout(dropped)?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder
             .json()
@@ -79,9 +95,10 @@ fn init_logging(format: LogFormat) {
             .init(),
         LogFormat::Text => builder.with_ansi(false).init(),
     }
+    Ok(guard)
 }
 
-fn serve(config: onair::Config) -> anyhow::Result<()> {
+fn serve(config: onair::Config, log_dropped: prometheus::IntCounter) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("onair-io")
@@ -90,8 +107,32 @@ fn serve(config: onair::Config) -> anyhow::Result<()> {
     runtime.block_on(async {
         let listen = config.server.listen;
         let listener = bind(listen).with_context(|| format!("listening on {listen}"))?;
-        onair::run(config, listener, shutdown_signal()).await
+        let options = onair::Options {
+            reopen: reopen_on_sighup()?,
+            log_dropped,
+            ..onair::Options::default()
+        };
+        onair::run_with(config, listener, shutdown_signal(), options).await
     })
+}
+
+/// SIGHUP reopens the access log (what logrotate's `postrotate` sends). Watching it also
+/// replaces its default action, which would end the process.
+fn reopen_on_sighup() -> anyhow::Result<onair::Reopen> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("watching SIGHUP")?;
+    let reopen = onair::Reopen::default();
+    let trigger = reopen.clone();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!(
+                signal = "SIGHUP",
+                "signal received: reopening the access log"
+            );
+            trigger.trigger();
+        }
+    });
+    Ok(reopen)
 }
 
 /// Listen backlog. tokio's default (128) overflows when a few thousand players reconnect at

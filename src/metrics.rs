@@ -21,6 +21,8 @@ pub enum Disconnect {
     Lagged,
     /// Refused because the mount was at `max_listeners`.
     Full,
+    /// Refused because the client's address was at the mount's `max_listeners_per_ip`.
+    IpLimit,
     /// The server is shutting down.
     Shutdown,
     /// Disconnected by an operator (`/admin/killclient`).
@@ -33,6 +35,7 @@ impl Disconnect {
             Disconnect::Client => "client",
             Disconnect::Lagged => "lagged",
             Disconnect::Full => "full",
+            Disconnect::IpLimit => "ip_limit",
             Disconnect::Shutdown => "shutdown",
             Disconnect::Admin => "admin",
         }
@@ -58,6 +61,11 @@ pub struct Metrics {
     pub storage_errors: IntCounterVec,
     pub start_time: prometheus::Gauge,
     pub ready: IntGauge,
+    pub accept_errors: IntCounterVec,
+    pub connections_rejected: IntCounterVec,
+    pub open_connections: IntGauge,
+    pub event_subscribers: IntGauge,
+    pub access_log_dropped: IntCounter,
 }
 
 /// Skip reasons, created at zero so that `increase()` sees the first one.
@@ -73,6 +81,27 @@ pub const SKIP_REASONS: [&str; 8] = [
 ];
 /// Kinds of storage errors, created at zero for the same reason.
 pub const STORAGE_ERROR_KINDS: [&str; 2] = ["list", "fetch"];
+/// Kinds of failed `accept()` calls: the first four mean the process or the machine is out of
+/// something, and the accept loop backs off; any other is about one connection only.
+pub const ACCEPT_ERROR_KINDS: [&str; 5] = ["emfile", "enfile", "enobufs", "enomem", "other"];
+/// Why a connection was turned away or closed before its request was answered.
+pub const REJECT_REASONS: [&str; 5] = [
+    "max_connections",
+    "max_event_subscribers",
+    "head_too_large",
+    "head_timeout",
+    "evicted",
+];
+
+/// The counter of log lines dropped because stdout could not take them. It is made before any
+/// radio runs (logging starts first), so it is not in [`Metrics::new`]: `main` makes it, gives
+/// it to the log writer, and each `run()` registers it ([`Metrics::register_log_dropped`]).
+pub fn log_lines_dropped() -> IntCounter {
+    must(IntCounter::new(
+        "onair_log_lines_dropped_total",
+        "Log lines dropped because stdout did not take them fast enough (never waited for)",
+    ))
+}
 
 fn must<T>(r: prometheus::Result<T>) -> T {
     // Only fails on an invalid name or a duplicate registration: a bug in this file, caught by the
@@ -109,7 +138,7 @@ impl Metrics {
             listener_disconnects: reg!(IntCounterVec::new(
                 Opts::new(
                     "onair_listener_disconnects_total",
-                    "Listener streams ended or refused, by reason (client, lagged, full, shutdown, admin)"
+                    "Listener streams ended or refused, by reason (client, lagged, full, ip_limit, shutdown, admin)"
                 ),
                 &["mount", "reason"]
             )),
@@ -182,6 +211,32 @@ impl Metrics {
                 "onair_ready",
                 "1 when every mount plays music (what /readyz answers 200 for), else 0"
             )),
+            accept_errors: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_accept_errors_total",
+                    "Failed accept() calls, by errno (emfile, enfile, enobufs, enomem back off; other is skipped)"
+                ),
+                &["kind"]
+            )),
+            connections_rejected: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_connections_rejected_total",
+                    "Connections turned away or closed before their request was answered, by reason"
+                ),
+                &["reason"]
+            )),
+            open_connections: reg!(IntGauge::new(
+                "onair_open_connections",
+                "Connections held that are not admitted listeners (heads being read, requests, event streams), of server.max_connections"
+            )),
+            event_subscribers: reg!(IntGauge::new(
+                "onair_event_subscribers",
+                "/api/events streams open, of server.max_event_subscribers"
+            )),
+            access_log_dropped: reg!(IntCounter::new(
+                "onair_access_log_dropped_total",
+                "Access-log records dropped because the writer could not keep up (never waited for)"
+            )),
             registry,
         };
         let build = must(IntGaugeVec::new(
@@ -196,6 +251,12 @@ impl Metrics {
         for kind in STORAGE_ERROR_KINDS {
             m.storage_errors.with_label_values(&[kind]);
         }
+        for kind in ACCEPT_ERROR_KINDS {
+            m.accept_errors.with_label_values(&[kind]);
+        }
+        for reason in REJECT_REASONS {
+            m.connections_rejected.with_label_values(&[reason]);
+        }
         #[cfg(target_os = "linux")]
         must(m.registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -204,6 +265,15 @@ impl Metrics {
             m.start_time.set(d.as_secs_f64());
         }
         m
+    }
+
+    /// Exports the process's dropped-log-lines counter (see [`log_lines_dropped`]) with this
+    /// radio's metrics.
+    pub fn register_log_dropped(&self, counter: &IntCounter) {
+        // Fails only if registered twice into this registry, which `run()` never does.
+        if let Err(e) = self.registry.register(Box::new(counter.clone())) {
+            tracing::warn!(error = %e, "cannot export the dropped log lines counter");
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -226,6 +296,7 @@ impl Metrics {
             Disconnect::Client,
             Disconnect::Lagged,
             Disconnect::Full,
+            Disconnect::IpLimit,
             Disconnect::Shutdown,
             Disconnect::Admin,
         ] {

@@ -1,8 +1,8 @@
 //! The live state of the radio that the pipeline, the scheduler and the HTTP side share: each mount's
 //! ring and listener counts, what is playing, the library's condition, and readiness.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -49,18 +49,34 @@ pub struct Mount {
     /// Milliseconds since the station's start at the last publish; 0 = never.
     last_publish_ms: AtomicU64,
     pub started: SystemTime,
-    clients: Mutex<BTreeMap<u64, Client>>,
+    clients: Mutex<Clients>,
+}
+
+/// The listeners of a mount, by id and counted by address.
+#[derive(Default)]
+struct Clients {
+    by_id: BTreeMap<u64, Client>,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Why a listener was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The mount is at `max_listeners`.
+    Full,
+    /// The client's address is at `max_listeners_per_ip`.
+    PerIp,
 }
 
 impl Mount {
     /// Listeners connected now, oldest first.
     pub fn clients(&self) -> Vec<Client> {
-        lock(&self.clients).values().cloned().collect()
+        lock(&self.clients).by_id.values().cloned().collect()
     }
 
     /// Asks a listener's stream to end; false when there is no such listener.
     pub fn kick(&self, id: u64) -> bool {
-        match lock(&self.clients).get(&id) {
+        match lock(&self.clients).by_id.get(&id) {
             Some(c) => {
                 c.kicked.store(true, Ordering::Relaxed);
                 true
@@ -79,19 +95,29 @@ impl Mount {
         self.peak.load(Ordering::Relaxed)
     }
 
-    /// Takes a listener slot, or `None` when the mount is full. The slot is given back on drop.
-    pub fn admit(self: &Arc<Self>, client: Client) -> Option<ListenerSlot> {
+    /// Takes a listener slot, or says why not. The slot is given back on drop.
+    pub fn admit(self: &Arc<Self>, client: Client) -> Result<ListenerSlot, Refusal> {
+        let ip = client.addr.ip();
+        // The per-address check and the count change under one lock, so two listeners from one
+        // address arriving at once cannot both take the last place.
+        let mut clients = lock(&self.clients);
+        if let Some(limit) = self.config.max_listeners_per_ip
+            && clients.per_ip.get(&ip).copied().unwrap_or(0) >= limit
+        {
+            return Err(Refusal::PerIp);
+        }
         let max = self.config.max_listeners;
         let prev = self
             .listeners
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
-            .ok()?;
+            .map_err(|_| Refusal::Full)?;
         self.peak.fetch_max(prev + 1, Ordering::Relaxed);
         let id = client.id;
-        lock(&self.clients).insert(id, client);
-        Some(ListenerSlot {
+        *clients.per_ip.entry(ip).or_insert(0) += 1;
+        clients.by_id.insert(id, client);
+        Ok(ListenerSlot {
             mount: Arc::clone(self),
             id,
         })
@@ -106,7 +132,17 @@ pub struct ListenerSlot {
 
 impl Drop for ListenerSlot {
     fn drop(&mut self) {
-        lock(&self.mount.clients).remove(&self.id);
+        let mut clients = lock(&self.mount.clients);
+        if let Some(c) = clients.by_id.remove(&self.id) {
+            let ip = c.addr.ip();
+            if let Some(n) = clients.per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    clients.per_ip.remove(&ip);
+                }
+            }
+        }
+        drop(clients);
         self.mount.listeners.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -205,7 +241,7 @@ impl Station {
                     peak: AtomicUsize::new(0),
                     last_publish_ms: AtomicU64::new(0),
                     started,
-                    clients: Mutex::new(BTreeMap::new()),
+                    clients: Mutex::new(Clients::default()),
                 })
             })
             .collect();

@@ -1,9 +1,11 @@
 //! The validated, typed configuration the rest of the program sees, and [`load`], which reads the TOML
 //! file and the secrets from the environment. Parsing and validation live in `raw.rs` (and
-//! `library.rs` for the `[library]` section, `playout.rs` for `[playout]`); `storage.rs` holds
+//! `library.rs` for the `[library]` section, `playout.rs` for `[playout]`, `limits.rs` for the
+//! connection limits); `storage.rs` holds
 //! the settings of an S3 site, `units.rs` durations and byte counts.
 
 mod library;
+mod limits;
 mod playout;
 mod raw;
 pub mod storage;
@@ -60,6 +62,16 @@ pub struct Server {
     /// File that gets one Icecast combined-format line per finished listener; without it the
     /// line goes to the log on stdout.
     pub access_log: Option<PathBuf>,
+    /// Time a client has to send its whole request head (every request, listeners' included).
+    pub head_timeout: Duration,
+    /// Connections that are not admitted listeners (heads being read, hyper requests, event
+    /// streams) held at once, on every port.
+    pub max_connections: usize,
+    /// `/api/events` streams open at once.
+    pub max_event_subscribers: usize,
+    /// A second address serving only `/admin/*`, `/metrics` and `/readyz`; when set, the public
+    /// port answers 404 for them.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// `[library]`
@@ -173,6 +185,8 @@ pub struct MountConfig {
     /// How far a listener may fall behind before it is dropped.
     pub queue: Amount,
     pub max_listeners: usize,
+    /// Listeners from one IP address at once on this mount; `None` = no limit.
+    pub max_listeners_per_ip: Option<usize>,
     pub icy_metaint: usize,
 }
 

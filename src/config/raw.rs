@@ -76,6 +76,10 @@ struct RawServer {
     admin_user: String,
     shutdown_grace: String,
     access_log: Option<String>,
+    head_timeout: String,
+    max_connections: usize,
+    max_event_subscribers: usize,
+    admin_listen: Option<String>,
 }
 
 impl Default for RawServer {
@@ -85,6 +89,10 @@ impl Default for RawServer {
             admin_user: "admin".into(),
             shutdown_grace: "1500ms".into(),
             access_log: None,
+            head_timeout: "5s".into(),
+            max_connections: 1024,
+            max_event_subscribers: 256,
+            admin_listen: None,
         }
     }
 }
@@ -143,6 +151,8 @@ struct RawMount {
     max_listeners: usize,
     #[serde(default = "default_metaint")]
     icy_metaint: usize,
+    #[serde(default)]
+    max_listeners_per_ip: Option<usize>,
 }
 
 fn default_codec() -> String {
@@ -197,6 +207,18 @@ impl RawConfig {
                 ))
             })
             .unwrap_or(Duration::from_millis(1500));
+
+        let s = &self.server;
+        let limits = super::limits::validate(
+            &super::limits::RawLimits {
+                head_timeout: &s.head_timeout,
+                max_connections: s.max_connections,
+                max_event_subscribers: s.max_event_subscribers,
+                admin_listen: s.admin_listen.as_deref(),
+            },
+            listen,
+            &mut errors,
+        );
 
         if self.server.admin_user.is_empty() || self.server.admin_user.contains(':') {
             errors.push(format!(
@@ -272,6 +294,10 @@ impl RawConfig {
                     source_password: secrets.source_password,
                     shutdown_grace,
                     access_log: self.server.access_log.map(PathBuf::from),
+                    head_timeout: limits.head_timeout,
+                    max_connections: limits.max_connections,
+                    max_event_subscribers: limits.max_event_subscribers,
+                    admin_listen: limits.admin_listen,
                 },
                 library,
                 playlist: Playlist { order },
@@ -380,6 +406,12 @@ impl RawMount {
                 field("max_listeners")
             ));
         }
+        if self.max_listeners_per_ip == Some(0) {
+            errors.push(format!(
+                "{} = 0: must be at least 1 (leave it out for no limit)",
+                field("max_listeners_per_ip")
+            ));
+        }
         if !(256..=65_535).contains(&self.icy_metaint) {
             errors.push(format!(
                 "{} = {}: expected 256..=65535 (Icecast's default is 16000)",
@@ -395,6 +427,7 @@ impl RawMount {
                 burst,
                 queue,
                 max_listeners: self.max_listeners,
+                max_listeners_per_ip: self.max_listeners_per_ip,
                 icy_metaint: self.icy_metaint,
             }),
             _ => None,

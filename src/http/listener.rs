@@ -14,12 +14,16 @@ use crate::fanout::position::StreamPos;
 use crate::fanout::{FanoutHandle, Listener, ListenerRequest};
 use crate::metrics::Disconnect;
 use crate::ring::Window;
-use crate::station::{Client, Station};
+use crate::station::{Client, Refusal, Station};
 
 /// The answer to a listener when the mount is at `max_listeners`.
 const FULL: &[u8] = b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
 Content-Length: 27\r\nRetry-After: 30\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\n\r\n\
 mount is full, retry later\n";
+/// The answer when the client's address is at the mount's `max_listeners_per_ip`.
+const IP_FULL: &[u8] = b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 50\r\nRetry-After: 30\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\n\r\n\
+too many listeners from your address, retry later\n";
 
 /// Response heads, built once per mount: without and with `icy-metaint`.
 pub struct Heads {
@@ -88,21 +92,33 @@ pub fn answer(
     let metrics = &station.metrics;
     let kicked = Arc::new(AtomicBool::new(false));
     let id = station.client_id();
-    let Some(slot) = mount.admit(Client {
+    let slot = match mount.admit(Client {
         id,
         addr: peer,
         user_agent: Arc::clone(&request.user_agent),
         connected: request.connected,
         kicked: Arc::clone(&kicked),
-    }) else {
-        metrics
-            .listener_disconnects
-            .with_label_values(&[path, Disconnect::Full.label()])
-            .inc();
-        tracing::warn!(mount = %path, listener = %peer, limit = mount.config.max_listeners, "mount full; refusing listener");
-        // Small enough for any socket buffer; a client that is gone simply misses it.
-        let _ = std::io::Write::write(&mut &socket, FULL);
-        return;
+    }) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            let (reason, answer) = match refusal {
+                Refusal::Full => {
+                    tracing::warn!(mount = %path, listener = %peer, limit = mount.config.max_listeners, "mount full; refusing listener");
+                    (Disconnect::Full, FULL)
+                }
+                Refusal::PerIp => {
+                    tracing::info!(mount = %path, listener = %peer, limit = mount.config.max_listeners_per_ip, "too many listeners from one address; refusing listener");
+                    (Disconnect::IpLimit, IP_FULL)
+                }
+            };
+            metrics
+                .listener_disconnects
+                .with_label_values(&[path, reason.label()])
+                .inc();
+            // Small enough for any socket buffer; a client that is gone simply misses it.
+            let _ = std::io::Write::write(&mut &socket, answer);
+            return;
+        }
     };
     metrics.listeners.with_label_values(&[path]).inc();
     metrics

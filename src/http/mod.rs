@@ -2,12 +2,20 @@
 //! (`listener.rs`, then the fan-out thread) and hands every other request to a hyper HTTP/1
 //! connection; and the response body type shared by the hyper routes. On shutdown the accept loop
 //! stops and hyper connections finish their current request.
+//!
+//! Every connection but an admitted listener holds a slot of the [`gate`] (`max_connections`)
+//! from accept to its end, and an event stream also one of `max_event_subscribers`. With
+//! `server.admin_listen`, a second accept loop serves the ops paths there and the public port
+//! answers 404 for them.
 
+mod accept;
 pub mod access_log;
 mod admin;
 mod api;
+mod gate;
 pub mod icy;
 mod listener;
+mod refuse;
 mod replay;
 pub mod request;
 mod routes;
@@ -15,30 +23,33 @@ mod stall;
 mod status;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Frame;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use prometheus::IntGauge;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::fanout::FanoutHandle;
 use crate::station::Station;
-use request::Dispatch;
+use request::{Dispatch, Head};
 
 /// Kernel send buffer per connection. Small, because a listener's backlog should sit in the
 /// shared ring (where lag is measured) rather than in per-socket kernel memory: 32 KiB is 2 s of
 /// 128 kbps audio (Linux doubles it for bookkeeping).
 const SEND_BUFFER: usize = 32 * 1024;
-/// Time a client has to send its request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// A hyper connection whose client accepts nothing for this long is dropped (an event stream
 /// whose page was suspended, a dead NAT path).
 const STALL_LIMIT: Duration = Duration::from_secs(30);
@@ -48,6 +59,20 @@ pub enum Body {
     Full(Option<Bytes>),
     /// Server-sent events, fed by a task.
     Events(tokio::sync::mpsc::Receiver<Bytes>),
+    /// An event stream holding its place among `max_event_subscribers` for as long as it lasts.
+    Subscribed(tokio::sync::mpsc::Receiver<Bytes>, Subscription),
+}
+
+/// A place among `max_event_subscribers`; dropping it (when the body is dropped) gives it back.
+pub struct Subscription {
+    _permit: OwnedSemaphorePermit,
+    gauge: IntGauge,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
 }
 
 impl Body {
@@ -84,7 +109,9 @@ impl hyper::body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Events(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+            Body::Events(rx) | Body::Subscribed(rx, _) => {
+                rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+            }
         }
     }
 
@@ -97,114 +124,299 @@ impl hyper::body::Body for Body {
             Body::Full(b) => {
                 hyper::body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
             }
-            Body::Events(_) => hyper::body::SizeHint::default(),
+            Body::Events(_) | Body::Subscribed(..) => hyper::body::SizeHint::default(),
         }
     }
 }
 
-/// Accepts connections until `cancel` fires. Each connection is a task on `tasks` until its
-/// request is answered; a listener's socket then belongs to the fan-out thread.
-pub async fn serve(
-    listener: TcpListener,
+/// Which listening socket a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// Listeners, status, API and page; and the ops paths unless they are served elsewhere.
+    Public { ops_elsewhere: bool },
+    /// `server.admin_listen`: only the ops paths.
+    Admin,
+}
+
+impl Port {
+    /// Whether a request for `path` is answered on this port (else 404).
+    fn serves(self, path: &str) -> bool {
+        let ops = path == "/admin"
+            || path.starts_with("/admin/")
+            || path == "/metrics"
+            || path == "/readyz";
+        match self {
+            Port::Public { ops_elsewhere } => !(ops && ops_elsewhere),
+            Port::Admin => ops,
+        }
+    }
+}
+
+/// What every connection of one radio shares, on every port.
+pub struct Server {
     station: Arc<Station>,
+    heads: listener::Heads,
     fanout: FanoutHandle,
+    gate: Arc<gate::Gate>,
+    events: Arc<Semaphore>,
     cancel: CancellationToken,
     tasks: TaskTracker,
-) {
-    let heads = Arc::new(listener::Heads::new(&station));
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+}
+
+impl Server {
+    /// Connections stop being accepted when `cancel` fires; each is a task on `tasks` until its
+    /// request is answered (a listener's socket then belongs to the fan-out thread).
+    pub fn new(
+        station: Arc<Station>,
+        fanout: FanoutHandle,
+        cancel: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Arc<Server> {
+        let limits = &station.config.server;
+        Arc::new(Server {
+            heads: listener::Heads::new(&station),
+            gate: gate::Gate::new(
+                limits.max_connections,
+                station.metrics.open_connections.clone(),
+            ),
+            events: Arc::new(Semaphore::new(limits.max_event_subscribers)),
+            station,
+            fanout,
+            cancel,
+            tasks,
+        })
+    }
+
+    /// Accepts connections on `listener` until cancelled.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, port: Port) {
+        let metrics = &self.station.metrics;
+        let mut errors = accept::AcceptErrors::default();
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        if let Some(pause) = errors.failed(&e, metrics) {
+                            tokio::time::sleep(pause).await;
+                        }
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
+            let Some(slot) = self.gate.enter() else {
+                // Every slot holds a request being answered or an event stream: refuse at once,
+                // on this task, so a flood costs no task and no buffer.
+                self.rejected("max_connections");
+                refuse::now(stream, &refuse::busy("server busy"));
+                continue;
+            };
+            let server = Arc::clone(&self);
+            self.tasks.spawn(async move {
+                server.connection(stream, peer, slot, port).await;
+            });
+        }
+    }
+
+    fn rejected(&self, reason: &str) {
+        self.station
+            .metrics
+            .connections_rejected
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        mut slot: gate::Slot,
+        port: Port,
+    ) {
+        let received = Instant::now();
+        let mut head = BytesMut::new();
+        let timeout = self.station.config.server.head_timeout;
+        let read = tokio::select! {
+            r = tokio::time::timeout(timeout, request::read_head(&mut stream, &mut head)) => r,
+            _ = slot.evicted.cancelled() => return self.evicted(stream, &head),
+            _ = self.cancel.cancelled() => return,
+        };
+        match read {
+            Ok(Ok(Head::Complete)) => {}
+            Ok(Ok(Head::TooLarge)) => {
+                self.rejected("head_too_large");
+                return refuse::lingering(stream, refuse::HEAD_TOO_LARGE).await;
+            }
+            Ok(Ok(Head::Closed) | Err(_)) => return,
+            Err(_elapsed) => {
+                self.rejected("head_timeout");
+                // A client that sent nothing gets a silent close, as Icecast does: browsers open
+                // speculative connections they may never use, and an unsolicited 408 on one has
+                // been shown to them as a failed request. A client that began a request is told.
+                if !head.is_empty() {
+                    refuse::now(stream, refuse::HEAD_TIMEOUT);
+                }
+                return;
+            }
+        }
+        if !slot.past_head() {
+            return self.evicted(stream, &head);
+        }
+        let dispatch = match port {
+            Port::Public { .. } => request::dispatch(&head, &self.station, received),
+            // Listeners are not served there: hyper answers 404 for a mount.
+            Port::Admin => Dispatch::Hyper,
+        };
+        match dispatch {
+            Dispatch::Listener {
+                mount_index,
+                request,
+            } => match stream.into_std() {
+                Ok(socket) => {
+                    // An admitted listener leaves the gate: the mounts' `max_listeners` bound it.
+                    drop(slot);
+                    listener::answer(
+                        socket,
+                        peer,
+                        &self.station,
+                        &self.heads,
+                        &self.fanout,
+                        mount_index,
+                        request,
+                    )
+                }
                 Err(e) => {
-                    // Out of file descriptors or similar: keep serving those we have, retry shortly.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    tracing::debug!(peer = %peer, error = %e, "could not take over a listener socket")
                 }
             },
-        };
-        let _ = stream.set_nodelay(true);
-        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
-        let station = Arc::clone(&station);
-        let heads = Arc::clone(&heads);
-        let fanout = fanout.clone();
-        let cancel = cancel.clone();
-        tasks.spawn(async move {
-            connection(stream, peer, station, &heads, &fanout, cancel).await;
-        });
-    }
-}
-
-async fn connection(
-    mut stream: TcpStream,
-    peer: std::net::SocketAddr,
-    station: Arc<Station>,
-    heads: &listener::Heads,
-    fanout: &FanoutHandle,
-    cancel: CancellationToken,
-) {
-    let received = Instant::now();
-    let mut head = BytesMut::with_capacity(1024);
-    let read = tokio::select! {
-        r = tokio::time::timeout(HEAD_TIMEOUT, request::read_head(&mut stream, &mut head)) => r,
-        _ = cancel.cancelled() => return,
-    };
-    if !matches!(read, Ok(Ok(()))) || head.is_empty() {
-        return;
-    }
-    match request::dispatch(&head, &station, received) {
-        Dispatch::Listener {
-            mount_index,
-            request,
-        } => match stream.into_std() {
-            Ok(socket) => {
-                listener::answer(socket, peer, &station, heads, fanout, mount_index, request)
-            }
-            Err(e) => {
-                tracing::debug!(peer = %peer, error = %e, "could not take over a listener socket")
-            }
-        },
-        Dispatch::Hyper => serve_hyper(stream, head.freeze(), peer, station, cancel).await,
-    }
-}
-
-async fn serve_hyper(
-    stream: TcpStream,
-    head: Bytes,
-    peer: std::net::SocketAddr,
-    station: Arc<Station>,
-    cancel: CancellationToken,
-) {
-    let io = TokioIo::new(replay::Replay::new(
-        head,
-        stall::StallGuard::new(stream, STALL_LIMIT),
-    ));
-    let service = service_fn(move |req| {
-        let station = Arc::clone(&station);
-        async move { Ok::<_, Infallible>(routes::handle(req, &station)) }
-    });
-    // One request per connection: a listener must come on a fresh connection, whose head the
-    // accept path reads (a browser reuses a kept-alive page connection for its audio element).
-    let conn = http1::Builder::new()
-        .title_case_headers(true)
-        .keep_alive(false)
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT)
-        .serve_connection(io, service);
-    let mut conn = std::pin::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = cancel.cancelled() => {
-            // Lets a request in flight finish; an event stream ends when its sender does.
-            conn.as_mut().graceful_shutdown();
-            conn.as_mut().await
+            Dispatch::Hyper => self.serve_hyper(stream, head.freeze(), peer, port).await,
         }
-    };
-    if let Err(e) = result
-        && !e.is_incomplete_message()
-    {
-        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
+
+    /// A newer connection took this one's slot: a client that sent part of a head is told the
+    /// server is busy; one that sent nothing is closed silently (see the head timeout).
+    fn evicted(&self, stream: TcpStream, head: &[u8]) {
+        self.rejected("evicted");
+        if !head.is_empty() {
+            refuse::now(stream, &refuse::busy("server busy"));
+        }
+    }
+
+    async fn serve_hyper(
+        self: Arc<Self>,
+        stream: TcpStream,
+        head: Bytes,
+        peer: SocketAddr,
+        port: Port,
+    ) {
+        let io = TokioIo::new(replay::Replay::new(
+            head,
+            stall::StallGuard::new(stream, STALL_LIMIT),
+        ));
+        let server = Arc::clone(&self);
+        let service = service_fn(move |req| {
+            let server = Arc::clone(&server);
+            async move { Ok::<_, Infallible>(server.respond(req, port)) }
+        });
+        // One request per connection: a listener must come on a fresh connection, whose head the
+        // accept path reads (a browser reuses a kept-alive page connection for its audio element).
+        // hyper gets the same head limits as every request, though the head it parses is already
+        // complete in `Replay`'s prefix.
+        let conn = http1::Builder::new()
+            .title_case_headers(true)
+            .keep_alive(false)
+            .max_buf_size(request::MAX_HEAD)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.station.config.server.head_timeout)
+            .serve_connection(io, service);
+        let mut conn = std::pin::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            _ = self.cancel.cancelled() => {
+                // Lets a request in flight finish; an event stream ends when its sender does.
+                conn.as_mut().graceful_shutdown();
+                conn.as_mut().await
+            }
+        };
+        if let Err(e) = result
+            && !e.is_incomplete_message()
+        {
+            tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+        }
+    }
+
+    /// Answers one hyper request on `port`.
+    fn respond(&self, req: Request<hyper::body::Incoming>, port: Port) -> Response<Body> {
+        let path = req.uri().path();
+        if !port.serves(path) {
+            return plain(StatusCode::NOT_FOUND, "not found\n", None);
+        }
+        if !(req.method() == Method::GET && path == "/api/events") {
+            return routes::handle(req, &self.station);
+        }
+        let Ok(permit) = Arc::clone(&self.events).try_acquire_owned() else {
+            self.rejected("max_event_subscribers");
+            let retry = fastrand::u32(2..=6);
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many event streams, retry later\n",
+                Some(retry),
+            );
+        };
+        let gauge = self.station.metrics.event_subscribers.clone();
+        gauge.inc();
+        let subscription = Subscription {
+            _permit: permit,
+            gauge,
+        };
+        routes::handle(req, &self.station).map(|body| match body {
+            Body::Events(rx) => Body::Subscribed(rx, subscription),
+            other => other,
+        })
+    }
+}
+
+/// A short text response from this layer, with the headers every response carries.
+fn plain(status: StatusCode, text: &'static str, retry_after: Option<u32>) -> Response<Body> {
+    let mut resp = Response::new(Body::from(text));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(secs) = retry_after {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    routes::common_headers(h);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Port;
+
+    #[test]
+    fn ops_paths_move_to_the_admin_port_when_it_exists() {
+        let shared = Port::Public {
+            ops_elsewhere: false,
+        };
+        let public = Port::Public {
+            ops_elsewhere: true,
+        };
+        for path in ["/admin/stats", "/metrics", "/readyz"] {
+            assert!(shared.serves(path) && Port::Admin.serves(path) && !public.serves(path));
+        }
+        for path in [
+            "/radio.mp3",
+            "/healthz",
+            "/status-json.xsl",
+            "/api/events",
+            "/",
+        ] {
+            assert!(shared.serves(path) && public.serves(path) && !Port::Admin.serves(path));
+        }
     }
 }

@@ -4,20 +4,28 @@
 //!
 //! Listeners skip hyper because a hyper connection keeps an 8 KiB read buffer and an 8 KiB write
 //! buffer for its whole life: for a listener that stays hours, that is most of its memory.
+//!
+//! Every request head, whoever answers it, is read here first: one size limit ([`MAX_HEAD`]) and
+//! one time limit (`server.head_timeout`) for all. What a listener keeps of its head is cut to
+//! [`MAX_STORED`] bytes, so its memory does not depend on what the client sent.
 
 use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::fanout::ListenerRequest;
 use crate::station::Station;
 
-/// Largest request head read before dispatch; a longer one goes to hyper, which refuses it.
-pub const MAX_HEAD: usize = 16 * 1024;
+/// Largest request head, for every request: a longer one is answered 431 before dispatch. hyper
+/// is given the same limit (`max_buf_size`), though it only ever sees heads already complete.
+/// 8 KiB is hyper's smallest allowed buffer, and what players and browsers stay far below.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Bytes a listener keeps of each string copied from its head (request line, user agent, referer).
+pub const MAX_STORED: usize = 256;
 /// Headers parsed before dispatch; a request with more goes to hyper.
 const MAX_HEADERS: usize = 48;
 /// Largest `Range` probe answered with 206 (Safari asks for `bytes=0-1`).
@@ -35,23 +43,52 @@ pub enum Dispatch {
     Hyper,
 }
 
-/// Reads into `buf` until the request head is complete, `MAX_HEAD` bytes have come, or the peer
-/// stops sending. The caller bounds it in time.
-pub async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<()> {
+/// How reading a request head ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// The blank line that ends a head came (bytes after it may have come too).
+    Complete,
+    /// [`MAX_HEAD`] bytes came without it.
+    TooLarge,
+    /// The client closed its side first.
+    Closed,
+}
+
+/// Reads into `buf` until the request head is complete, [`MAX_HEAD`] bytes have come, or the
+/// peer stops sending; never more than `MAX_HEAD` bytes. The caller bounds it in time.
+pub async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Head> {
     loop {
+        let room = MAX_HEAD - buf.len();
+        if room == 0 {
+            return Ok(Head::TooLarge);
+        }
+        if buf.capacity() == buf.len() {
+            // Grows by doubling from the first 1 KiB, so most heads take one small buffer.
+            buf.reserve(buf.len().max(1024).min(room));
+        }
         let searched = buf.len().saturating_sub(3);
-        if stream.read_buf(buf).await? == 0 {
-            return Ok(());
+        if stream.read_buf(&mut (&mut *buf).limit(room)).await? == 0 {
+            return Ok(Head::Closed);
         }
         if buf[searched..].windows(4).any(|w| w == b"\r\n\r\n")
             || buf[searched.saturating_sub(1)..]
                 .windows(2)
                 .any(|w| w == b"\n\n")
-            || buf.len() >= MAX_HEAD
         {
-            return Ok(());
+            return Ok(Head::Complete);
         }
     }
+}
+
+/// `s` cut to at most [`MAX_STORED`] bytes on a character boundary.
+fn stored(s: &str) -> &str {
+    &s[..s.floor_char_boundary(MAX_STORED)]
+}
+
+/// A header value as text a listener keeps: at most [`MAX_STORED`] bytes, invalid UTF-8 replaced.
+fn stored_bytes(value: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&value[..value.len().min(MAX_STORED)]);
+    stored(&text).to_owned()
 }
 
 /// Decides who answers the request in `head`.
@@ -77,17 +114,13 @@ pub fn dispatch(head: &[u8], station: &Arc<Station>, received: Instant) -> Dispa
     if header("range").and_then(range_probe).is_some() {
         return Dispatch::Hyper;
     }
-    let text = |name: &str| {
-        header(name)
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default()
-    };
+    let text = |name: &str| header(name).map(stored_bytes).unwrap_or_default();
     Dispatch::Listener {
         mount_index,
         request: ListenerRequest {
-            request_line: format!("GET {target} HTTP/1.{version}"),
-            user_agent: Arc::from(text("user-agent").as_ref()),
-            referer: text("referer").into_owned(),
+            request_line: stored(&format!("GET {target} HTTP/1.{version}")).to_owned(),
+            user_agent: Arc::from(text("user-agent")),
+            referer: text("referer"),
             icy: header("icy-metadata").is_some_and(|v| v.trim_ascii() == b"1"),
             connected: received,
         },
@@ -115,5 +148,21 @@ mod tests {
         assert_eq!(range_probe(b"bytes=0-65536"), None);
         assert_eq!(range_probe(b"bytes=5-10"), None);
         assert_eq!(range_probe(b"\xff"), None);
+    }
+
+    #[test]
+    fn stored_strings_are_cut_on_a_character_boundary() {
+        assert_eq!(stored("short"), "short");
+        let long = "é".repeat(200);
+        assert_eq!(stored(&long).len(), 256);
+        let odd = format!("a{long}");
+        assert_eq!(stored(&odd).len(), 255, "never half a character");
+        let bytes = [b'a'; 300];
+        assert_eq!(stored_bytes(&bytes).len(), 256);
+        // 255 bytes, then the first byte of a two-byte character cut at the limit.
+        let mut cut = vec![b'a'; 255];
+        cut.extend_from_slice("é".as_bytes());
+        assert_eq!(stored_bytes(&cut), "a".repeat(255));
+        assert_eq!(stored_bytes(b"VLC\xff"), "VLC\u{fffd}");
     }
 }

@@ -230,7 +230,12 @@ async fn counts_and_peaks_are_exact_and_the_access_log_records_each_listener() {
     .await;
     assert_eq!(now["mounts"][0]["listeners"], 2);
     assert_eq!(now["mounts"][0]["listener_peak"], 3);
-    let text = std::fs::read_to_string(&log).unwrap();
+    // The record reaches the file from the access-log writer thread, a moment later.
+    let text = until(Duration::from_secs(5), "the access line", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (!text.is_empty()).then_some(text)
+    })
+    .await;
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "{text}");
     assert!(lines[0].starts_with("127.0.0.1 - - ["), "{}", lines[0]);

@@ -2,9 +2,13 @@
 //! by a real HTTP client, by raw ICY-aware readers and by real players.
 
 mod admin;
+mod admin_listen;
 mod api;
+mod binary;
 mod browser;
 mod corpus;
+mod flood;
+mod limits;
 mod listen;
 mod metadata;
 mod players;

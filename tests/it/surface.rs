@@ -297,6 +297,8 @@ fn the_binary_logs_json_and_exits_0_on_sigterm() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
         .collect();
     assert!(lines.iter().any(|l| l["message"] == "radio on air"));
+    // Logs go through a queue: the last line still reaches stdout before the process exits.
+    assert_eq!(lines.last().unwrap()["message"], "stopped");
     assert!(
         lines
             .iter()

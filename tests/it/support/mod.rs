@@ -2,6 +2,8 @@
 
 pub mod decode;
 pub mod icy;
+pub mod process;
+pub mod raw;
 pub mod s3;
 
 use std::net::SocketAddr;
@@ -146,6 +148,17 @@ impl TestServer {
     }
 
     pub async fn start_with(config: Config, clock: Clock) -> TestServer {
+        TestServer::start_options(
+            config,
+            onair::Options {
+                clock,
+                ..onair::Options::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn start_options(config: Config, options: onair::Options) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -155,9 +168,14 @@ impl TestServer {
             async {
                 let _ = stopped.await;
             },
-            onair::Options { clock },
+            options,
         ));
         TestServer { addr, stop, task }
+    }
+
+    /// The value of the first `/metrics` line that starts with `series` (name and labels).
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_at(&self.url("/metrics"), series).await
     }
 
     /// Whether `run` has returned (it failed to start, or was stopped).
@@ -177,9 +195,14 @@ impl TestServer {
 
     /// Waits until `/readyz` says ready.
     pub async fn wait_ready(&self) {
+        self.wait_ready_at("/readyz").await;
+    }
+
+    /// Waits until `path` answers 200 (`/healthz` when `/readyz` is on another address).
+    pub async fn wait_ready_at(&self, path: &str) {
         let client = reqwest::Client::new();
         for _ in 0..200 {
-            if let Ok(r) = client.get(self.url("/readyz")).send().await
+            if let Ok(r) = client.get(self.url(path)).send().await
                 && r.status() == 200
             {
                 return;
@@ -209,6 +232,15 @@ pub async fn until<T, F: Future<Output = Option<T>>>(
     }
 }
 
+/// The value of the first line of the metrics at `url` that starts with `series`; 0 when the
+/// scrape fails (a test that polls must not stop at one failed request).
+pub async fn metric_at(url: &str, series: &str) -> f64 {
+    let (_, text) = get_text(url.to_string()).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// GET `url`: status and body; status 0 and the error when the request fails (a test that
 /// polls through an outage must not stop at one refused request).
 pub async fn get_text(url: String) -> (u16, String) {
@@ -228,7 +260,17 @@ pub struct RawStream {
 impl RawStream {
     /// Sends a GET with extra header lines (each ending in "\r\n") and reads the response head.
     pub async fn get(addr: SocketAddr, path: &str, extra: &str) -> RawStream {
-        let mut s = TcpStream::connect(addr).await.unwrap();
+        let s = TcpStream::connect(addr).await.unwrap();
+        RawStream::from_stream(s, addr, path, extra).await
+    }
+
+    /// [`RawStream::get`] on a connection the caller made (e.g. from another local address).
+    pub async fn from_stream(
+        mut s: TcpStream,
+        addr: SocketAddr,
+        path: &str,
+        extra: &str,
+    ) -> RawStream {
         let agent = if extra.to_ascii_lowercase().contains("user-agent:") {
             ""
         } else {
