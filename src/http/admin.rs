@@ -12,7 +12,9 @@ use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::Body;
-use super::status::{self, escape_html as escape_xml};
+use super::escape::xml as escape_xml;
+use super::icy::clean_title;
+use super::status::{self, Detail};
 use crate::station::{Mount, Station};
 
 /// The realm Icecast uses; some clients match on it.
@@ -168,12 +170,18 @@ fn metadata(station: &Station, params: &HashMap<String, String>, reply: Reply) -
     if params.get("mode").map(String::as_str) != Some("updinfo") {
         return reply.result(StatusCode::BAD_REQUEST, "mode=updinfo required", 0);
     }
-    let non_empty = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    // Cleaned as the title will be, so a value of only control characters counts as missing.
+    let non_empty = |k: &str| {
+        params
+            .get(k)
+            .map(|v| clean_title(v))
+            .filter(|v| !v.is_empty())
+    };
     let title = match (non_empty("song"), non_empty("artist"), non_empty("title")) {
-        (Some(song), _, _) => song.to_string(),
+        (Some(song), _, _) => song,
         (None, Some(artist), Some(title)) => format!("{artist} - {title}"),
-        (None, None, Some(title)) => title.to_string(),
-        (None, Some(artist), None) => artist.to_string(),
+        (None, None, Some(title)) => title,
+        (None, Some(artist), None) => artist,
         (None, None, None) => {
             return reply.result(
                 StatusCode::BAD_REQUEST,
@@ -182,50 +190,12 @@ fn metadata(station: &Station, params: &HashMap<String, String>, reply: Reply) -
             );
         }
     };
-    tracing::info!(title = %title, "metadata update from the admin interface");
+    tracing::info!(title = ?title, "metadata update from the admin interface");
     station.override_title(title);
     reply.result(StatusCode::OK, "Metadata update successful", 1)
 }
 
-fn source_fields(station: &Station, m: &Mount, host: &str) -> Vec<(&'static str, Value)> {
-    let s = &station.config.station;
-    let audio = station.config.audio;
-    let c = &m.config;
-    let sent = station
-        .metrics
-        .sent_bytes
-        .with_label_values(&[&c.path])
-        .get();
-    vec![
-        (
-            "audio_info",
-            json!(format!(
-                "channels={};samplerate={};bitrate={}",
-                audio.channels, audio.sample_rate, c.bitrate_kbps
-            )),
-        ),
-        ("bitrate", json!(c.bitrate_kbps)),
-        ("channels", json!(audio.channels)),
-        ("genre", json!(s.genre)),
-        ("listener_peak", json!(m.peak())),
-        ("listeners", json!(m.listeners())),
-        ("listenurl", json!(format!("http://{host}{}", c.path))),
-        ("max_listeners", json!(c.max_listeners)),
-        ("public", json!(0)),
-        ("samplerate", json!(audio.sample_rate)),
-        ("server_description", json!(s.description)),
-        ("server_name", json!(s.name)),
-        ("server_type", json!(m.content_type)),
-        ("server_url", json!(s.url)),
-        ("stream_start", json!(status::rfc822(m.started))),
-        ("stream_start_iso8601", json!(status::iso8601(m.started))),
-        ("title", json!(station.now_playing.borrow().title.text())),
-        ("total_bytes_sent", json!(sent)),
-    ]
-}
-
 fn stats(station: &Station, host: &str, reply: Reply) -> Response<Body> {
-    let hostname = host.split(':').next().unwrap_or(host);
     let connections: u64 = station
         .mounts
         .iter()
@@ -239,14 +209,11 @@ fn stats(station: &Station, host: &str, reply: Reply) -> Response<Body> {
         .sum();
     let global: Vec<(&str, Value)> = vec![
         ("admin", json!("")),
-        ("host", json!(hostname)),
+        ("host", json!(status::host_without_port(host))),
         ("listener_connections", json!(connections)),
         ("listeners", json!(station.total_listeners())),
         ("location", json!("")),
-        (
-            "server_id",
-            json!(concat!("onair ", env!("CARGO_PKG_VERSION"))),
-        ),
+        ("server_id", json!(status::SERVER_ID)),
         ("server_start", json!(status::rfc822(station.started))),
         (
             "server_start_iso8601",
@@ -263,10 +230,11 @@ fn stats(station: &Station, host: &str, reply: Reply) -> Response<Body> {
             .mounts
             .iter()
             .map(|m| {
-                let mut s: serde_json::Map<String, Value> = source_fields(station, m, host)
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect();
+                let mut s: serde_json::Map<String, Value> =
+                    status::source_fields(station, m, host, Detail::Admin)
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect();
                 s.insert("mount".into(), json!(m.config.path));
                 Value::Object(s)
             })
@@ -278,7 +246,10 @@ fn stats(station: &Station, host: &str, reply: Reply) -> Response<Body> {
     push_fields(&mut x, &global);
     for m in &station.mounts {
         let _ = write!(x, "<source mount=\"{}\">", escape_xml(&m.config.path));
-        push_fields(&mut x, &source_fields(station, m, host));
+        push_fields(
+            &mut x,
+            &status::source_fields(station, m, host, Detail::Admin),
+        );
         x.push_str("</source>");
     }
     x.push_str("</icestats>\n");
@@ -359,7 +330,7 @@ fn listmounts(station: &Station, reply: Reply) -> Response<Body> {
 fn push_fields(x: &mut String, fields: &[(&str, Value)]) {
     for (k, v) in fields {
         let text = match v {
-            Value::String(s) => escape_xml(s),
+            Value::String(s) => escape_xml(s).into_owned(),
             other => other.to_string(),
         };
         let _ = write!(x, "<{k}>{text}</{k}>");

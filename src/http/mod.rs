@@ -6,6 +6,7 @@
 pub mod access_log;
 mod admin;
 mod api;
+mod escape;
 pub mod icy;
 mod listener;
 mod replay;

@@ -310,7 +310,7 @@ const PAGE: &str = include_str!("page.html");
 
 fn index(station: &Station) -> Response<Body> {
     let s = &station.config.station;
-    let e = status::escape_html;
+    let e = super::escape::xml;
     let page = PAGE
         .replace("{{STATION_NAME}}", &e(&s.name))
         .replace("{{STATION_DESCRIPTION}}", &e(&s.description))

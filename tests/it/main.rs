@@ -13,3 +13,4 @@ mod s3;
 mod s3_support;
 mod support;
 mod surface;
+mod titles;
