@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MountConfig};
 use crate::http::access_log::AccessLog;
+use crate::http::head::StreamHead;
 use crate::http::icy::StreamTitle;
 use crate::metrics::Metrics;
 use crate::ring::FrameRing;
@@ -44,6 +45,8 @@ pub struct Mount {
     pub config: MountConfig,
     pub ring: Arc<FrameRing>,
     pub content_type: &'static str,
+    /// The response heads listeners get, built once with the mount.
+    pub head: StreamHead,
     listeners: AtomicUsize,
     peak: AtomicUsize,
     /// Milliseconds since the station's start at the last publish; 0 = never.
@@ -197,9 +200,11 @@ impl Station {
             .iter()
             .map(|m| {
                 metrics.init_mount(&m.path, m.codec.name());
+                let content_type = crate::encode::content_type(m.codec);
                 Arc::new(Mount {
                     ring: FrameRing::new(m.queue.bytes(m.bytes_per_sec())),
-                    content_type: crate::encode::content_type(m.codec),
+                    content_type,
+                    head: StreamHead::new(&config.station, config.audio, m, content_type),
                     config: m.clone(),
                     listeners: AtomicUsize::new(0),
                     peak: AtomicUsize::new(0),

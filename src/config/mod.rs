@@ -437,6 +437,9 @@ mod tests {
     fn every_error_is_reported_with_its_field() {
         let errors = invalid(
             r#"
+            [station]
+            name = "Radio\r\nX-Evil: 1"
+            genre = "Jazz\tBlues"
             [server]
             listen = "nowhere"
             [library]
@@ -463,6 +466,8 @@ mod tests {
         );
         let joined = errors.join("\n");
         for needle in [
+            "station.name = \"Radio\\r\\nX-Evil: 1\": control characters",
+            "station.genre = \"Jazz\\tBlues\": control characters",
             "server.listen",
             "library.rescan",
             "playlist.order",

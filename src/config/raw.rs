@@ -205,6 +205,20 @@ impl RawConfig {
                 "server.access_log: give a file path, or leave it out to log to stdout".into(),
             );
         }
+        // These go into every listener's `icy-*` headers: a control character there would end
+        // the header line (or be refused by a strict client), so it is refused here.
+        for (field, value) in [
+            ("name", &self.station.name),
+            ("description", &self.station.description),
+            ("genre", &self.station.genre),
+            ("url", &self.station.url),
+        ] {
+            if value.chars().any(char::is_control) {
+                errors.push(format!(
+                    "station.{field} = {value:?}: control characters (tab, newline, …) are not allowed"
+                ));
+            }
+        }
         let url = &self.station.url;
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(format!(

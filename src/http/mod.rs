@@ -7,6 +7,7 @@ pub mod access_log;
 mod admin;
 mod api;
 mod escape;
+pub mod head;
 pub mod icy;
 mod listener;
 mod replay;
@@ -112,7 +113,6 @@ pub async fn serve(
     cancel: CancellationToken,
     tasks: TaskTracker,
 ) {
-    let heads = Arc::new(listener::Heads::new(&station));
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -129,11 +129,10 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
         let station = Arc::clone(&station);
-        let heads = Arc::clone(&heads);
         let fanout = fanout.clone();
         let cancel = cancel.clone();
         tasks.spawn(async move {
-            connection(stream, peer, station, &heads, &fanout, cancel).await;
+            connection(stream, peer, station, &fanout, cancel).await;
         });
     }
 }
@@ -142,7 +141,6 @@ async fn connection(
     mut stream: TcpStream,
     peer: std::net::SocketAddr,
     station: Arc<Station>,
-    heads: &listener::Heads,
     fanout: &FanoutHandle,
     cancel: CancellationToken,
 ) {
@@ -160,13 +158,17 @@ async fn connection(
             mount_index,
             request,
         } => match stream.into_std() {
-            Ok(socket) => {
-                listener::answer(socket, peer, &station, heads, fanout, mount_index, request)
-            }
+            Ok(socket) => listener::answer(socket, peer, &station, fanout, mount_index, request),
             Err(e) => {
                 tracing::debug!(peer = %peer, error = %e, "could not take over a listener socket")
             }
         },
+        Dispatch::Peek {
+            mount,
+            icy,
+            range,
+            with_body,
+        } => listener::peek(stream, peer, &mount, icy, range, with_body).await,
         Dispatch::Hyper => serve_hyper(stream, head.freeze(), peer, station, cancel).await,
     }
 }

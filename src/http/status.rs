@@ -164,6 +164,17 @@ pub fn rfc822(t: SystemTime) -> String {
     )
 }
 
+/// "Fri, 27 Nov 2026 14:33:00 GMT": the `Date` header (IMF-fixdate, as Icecast and hyper write it).
+pub fn http_date(t: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    let (y, m, d, hh, mm, ss, wd) = civil(t);
+    format!(
+        "{}, {d:02} {} {y} {hh:02}:{mm:02}:{ss:02} GMT",
+        DAYS[wd],
+        MONTHS[(m - 1) as usize]
+    )
+}
+
 /// "27/Nov/2026:14:33:00 +0000", the date in a combined-format access log line.
 pub fn clf_date(t: SystemTime) -> String {
     let (y, m, d, hh, mm, ss, _) = civil(t);
@@ -198,6 +209,12 @@ mod tests {
         assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00+0000");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc822(leap), "Tue, 29 Feb 2000 00:00:00 +0000");
+    }
+
+    #[test]
+    fn http_dates_are_imf_fixdate() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_790_000);
+        assert_eq!(http_date(t), "Fri, 27 Nov 2026 14:33:20 GMT");
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod admin;
 mod api;
 mod browser;
 mod corpus;
+mod icecast;
 mod listen;
 mod metadata;
 mod players;
