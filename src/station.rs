@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MountConfig};
 use crate::http::access_log::AccessLog;
+use crate::http::admin_auth::LoginThrottle;
 use crate::http::head::StreamHead;
 use crate::http::icy::StreamTitle;
 use crate::metrics::Metrics;
@@ -190,6 +191,8 @@ pub struct Station {
     next_client_id: AtomicU64,
     /// One line per finished listener.
     pub access_log: AccessLog,
+    /// Failed admin logins per address (the delay and budget of `/admin/*`).
+    pub admin_logins: LoginThrottle,
 }
 
 impl Station {
@@ -231,6 +234,7 @@ impl Station {
             title_override: Mutex::new(None),
             next_client_id: AtomicU64::new(1),
             access_log,
+            admin_logins: LoginThrottle::default(),
         })
     }
 

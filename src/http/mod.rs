@@ -5,6 +5,7 @@
 
 pub mod access_log;
 mod admin;
+pub mod admin_auth;
 mod api;
 mod escape;
 pub mod head;
@@ -186,7 +187,7 @@ async fn serve_hyper(
     ));
     let service = service_fn(move |req| {
         let station = Arc::clone(&station);
-        async move { Ok::<_, Infallible>(routes::handle(req, &station)) }
+        async move { Ok::<_, Infallible>(routes::handle(req, &station, peer).await) }
     });
     // One request per connection: a listener must come on a fresh connection, whose head the
     // accept path reads (a browser reuses a kept-alive page connection for its audio element).

@@ -3,7 +3,9 @@
 //! and probe are answered before hyper, by `listener.rs`). Every response carries the CORS
 //! header web players need.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -13,8 +15,26 @@ use super::status;
 use super::{Body, admin, api};
 use crate::station::Station;
 
-/// Answers one request.
-pub fn handle(req: Request<hyper::body::Incoming>, station: &Arc<Station>) -> Response<Body> {
+/// Answers one request from `peer`. A failed admin login is answered late; the wait is a
+/// timer, so it holds neither a worker nor any lock.
+pub async fn handle(
+    req: Request<hyper::body::Incoming>,
+    station: &Arc<Station>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let (resp, delay) = respond(req, station, peer);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    resp
+}
+
+fn respond(
+    req: Request<hyper::body::Incoming>,
+    station: &Arc<Station>,
+    peer: SocketAddr,
+) -> (Response<Body>, Duration) {
+    let mut delay = Duration::ZERO;
     let path = req.uri().path();
     let mut resp = if req.method() == Method::OPTIONS {
         preflight()
@@ -29,7 +49,9 @@ pub fn handle(req: Request<hyper::body::Incoming>, station: &Arc<Station>) -> Re
                 json(status::icestats(station, host(&req)))
             }
             (&Method::GET, p) if p.starts_with("/admin/") => {
-                admin::handle(&req, station, &host(&req))
+                let answer = admin::handle(&req, station, &host(&req), peer);
+                delay = answer.delay;
+                answer.response
             }
             (&Method::GET | &Method::HEAD, "/api/nowplaying") => {
                 let mut r = json(api::nowplaying(station, &host(&req)));
@@ -67,7 +89,7 @@ pub fn handle(req: Request<hyper::body::Incoming>, station: &Arc<Station>) -> Re
     if req.method() == Method::HEAD {
         *resp.body_mut() = Body::empty();
     }
-    resp
+    (resp, delay)
 }
 
 /// A `GET` or `HEAD` of a mount that reached hyper. The accept path answers those itself

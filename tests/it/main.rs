@@ -2,6 +2,7 @@
 //! by a real HTTP client, by raw ICY-aware readers and by real players.
 
 mod admin;
+mod admin_guard;
 mod api;
 mod browser;
 mod corpus;
