@@ -4,6 +4,7 @@
 
 mod library;
 mod raw;
+mod secret;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ pub use crate::catalog::s3::S3Settings;
 pub use raw::Secrets;
 #[cfg(test)]
 use raw::parse_duration;
+pub use secret::Secret;
 
 /// Everything one radio needs to run.
 #[derive(Debug, Clone)]
@@ -46,9 +48,9 @@ pub struct Server {
     pub listen: SocketAddr,
     pub admin_user: String,
     /// From `ONAIR_ADMIN_PASSWORD`; admin endpoints stay closed without it.
-    pub admin_password: Option<String>,
-    /// From `ONAIR_SOURCE_PASSWORD`; live sources are refused without it.
-    pub source_password: Option<String>,
+    pub admin_password: Option<Secret>,
+    /// From `ONAIR_SOURCE_PASSWORD`, for live sources (not read by anything yet).
+    pub source_password: Option<Secret>,
     /// How long listeners get to drain after SIGTERM before their sockets are dropped.
     pub shutdown_grace: Duration,
     /// File that gets one Icecast combined-format line per finished listener; without it the
@@ -213,7 +215,12 @@ pub fn parse(text: &str, secrets: Secrets) -> Result<Config, ParseError> {
 
 /// Secrets come only from the environment so that a config file can live in Git.
 pub fn secrets_from_env() -> Secrets {
-    let non_empty = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let non_empty = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::from)
+    };
     Secrets {
         admin_password: non_empty("ONAIR_ADMIN_PASSWORD"),
         source_password: non_empty("ONAIR_SOURCE_PASSWORD"),
@@ -519,6 +526,30 @@ mod tests {
         );
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("2 weeks").is_err());
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let c = parse(
+            "[[mount]]\npath = \"/a\"\n",
+            Secrets {
+                admin_password: Some("admin-pw-4711".into()),
+                source_password: Some("source-pw-0815".into()),
+            },
+        )
+        .unwrap();
+        for text in [
+            format!("{c:?}"),
+            format!("{c:#?}"),
+            format!("{:?}", c.server),
+        ] {
+            assert!(!text.contains("admin-pw-4711") && !text.contains("source-pw-0815"));
+            assert!(text.contains("Secret(<redacted>)"), "{text}");
+        }
+        assert_eq!(
+            c.server.admin_password.as_ref().map(Secret::expose),
+            Some("admin-pw-4711")
+        );
     }
 
     #[test]

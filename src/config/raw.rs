@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::library::RawLibrary;
-use super::{Amount, Audio, Codec, Config, MountConfig, Order, Playlist, Server, Station};
+use super::{Amount, Audio, Codec, Config, MountConfig, Order, Playlist, Secret, Server, Station};
 
 /// Sample rates an MP3 (MPEG-1/2/2.5 Layer III) stream can carry.
 const MP3_SAMPLE_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
@@ -164,9 +164,9 @@ fn default_metaint() -> usize {
 #[derive(Debug, Default, Clone)]
 pub struct Secrets {
     /// `ONAIR_ADMIN_PASSWORD`
-    pub admin_password: Option<String>,
+    pub admin_password: Option<Secret>,
     /// `ONAIR_SOURCE_PASSWORD`
-    pub source_password: Option<String>,
+    pub source_password: Option<Secret>,
 }
 
 impl RawConfig {

@@ -50,7 +50,7 @@ pub fn handle<B>(req: &Request<B>, station: &Station, host: &str, peer: SocketAd
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
     let reply = Reply { json: want_json };
-    let Some(password) = station.config.server.admin_password.as_deref() else {
+    let Some(password) = station.config.server.admin_password.as_ref() else {
         return reply
             .plain(
                 StatusCode::FORBIDDEN,
@@ -79,7 +79,7 @@ pub fn handle<B>(req: &Request<B>, station: &Station, host: &str, peer: SocketAd
             )
             .into();
     }
-    let check = || login(req, &station.config.server.admin_user, password);
+    let check = || login(req, &station.config.server.admin_user, password.expose());
     match station.admin_logins.attempt(peer.ip(), check) {
         Attempt::Granted => {}
         Attempt::Missing => return unauthorized(reply).into(),
