@@ -369,7 +369,8 @@ impl Station {
     }
 
     /// Ready when every mount published audio lately and that audio is music, not filler.
-    /// Otherwise the reasons, for `/readyz` and operators.
+    /// Otherwise the reasons, for `/readyz`, which anyone may read: generic words and mount
+    /// paths only, no addresses, bucket names, keys or error text.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         let mut why = Vec::new();
         if self.is_draining() {
@@ -400,9 +401,9 @@ impl Station {
                         "none of the {tracks} files in the library is playable: playing silence"
                     )
                 }
-                LibraryState::Unavailable(e) => {
-                    format!("library unavailable ({e}): playing silence")
-                }
+                // The storage's error names endpoints, buckets and keys: it goes to the log
+                // and the metrics (`scheduler::listing`), never to this public answer.
+                LibraryState::Unavailable(_) => "library unavailable: playing silence".into(),
                 LibraryState::Ready { .. } => "waiting for the next track: playing silence".into(),
             });
         }

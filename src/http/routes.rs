@@ -46,24 +46,23 @@ fn respond(
     } else {
         match (req.method(), path) {
             (&Method::GET | &Method::HEAD, "/status-json.xsl") => {
-                json(status::icestats(station, host(&req)))
+                no_store(json(status::icestats(station, host(&req))))
             }
             (&Method::GET, p) if p.starts_with("/admin/") => {
                 let answer = admin::handle(&req, station, &host(&req), peer);
                 delay = answer.delay;
-                answer.response
+                no_store(answer.response)
             }
             (&Method::GET | &Method::HEAD, "/api/nowplaying") => {
-                let mut r = json(api::nowplaying(station, &host(&req)));
-                r.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                r
+                no_store(json(api::nowplaying(station, &host(&req))))
             }
             (&Method::GET, "/api/events") => event_stream(station, host(&req)),
             (&Method::GET | &Method::HEAD, p) if playlist_target(station, p).is_some() => {
                 let (mount, kind) = playlist_target(station, p).unwrap_or_default();
                 match api::playlist(station, mount, kind, &host(&req)) {
-                    Some((content_type, body)) => text(StatusCode::OK, content_type, body),
+                    Some((content_type, body)) => {
+                        no_store(text(StatusCode::OK, content_type, body))
+                    }
                     None => not_found(),
                 }
             }
@@ -127,12 +126,21 @@ fn event_stream(station: &Arc<Station>, host: String) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Host-dependent (stream URLs), like the documents below.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // Tells nginx-style proxies not to buffer the stream.
     h.insert(
         HeaderName::from_static("x-accel-buffering"),
         HeaderValue::from_static("no"),
     );
+    resp
+}
+
+/// For answers that are built from the `Host` the client used (stream URLs) or that change
+/// every second: a shared cache must not hand one client's answer to another.
+fn no_store(mut resp: Response<Body>) -> Response<Body> {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
