@@ -105,8 +105,8 @@ pub async fn peek(
     let answer = match range {
         Some(len) => {
             let data = first_bytes(mount, len);
-            // At the very start the ring may still be empty: no bytes to range over, so the
-            // plain head (a player then simply plays the stream).
+            // Only in the first moments after start can the ring be empty: with no bytes to
+            // range over, the plain head and no body; the player asks again.
             if data.is_empty() {
                 mount.head.ok(false).to_vec()
             } else {
