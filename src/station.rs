@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MountConfig};
 use crate::http::access_log::AccessLog;
+use crate::http::admin_auth::LoginThrottle;
+use crate::http::head::StreamHead;
 use crate::http::icy::StreamTitle;
 use crate::metrics::Metrics;
 use crate::ring::FrameRing;
@@ -44,6 +46,8 @@ pub struct Mount {
     pub config: MountConfig,
     pub ring: Arc<FrameRing>,
     pub content_type: &'static str,
+    /// The response heads listeners get, built once with the mount.
+    pub head: StreamHead,
     listeners: AtomicUsize,
     peak: AtomicUsize,
     /// Milliseconds since the station's start at the last publish; 0 = never.
@@ -223,6 +227,8 @@ pub struct Station {
     next_client_id: AtomicU64,
     /// One line per finished listener.
     pub access_log: AccessLog,
+    /// Failed admin logins per address (the delay and budget of `/admin/*`).
+    pub admin_logins: LoginThrottle,
 }
 
 impl Station {
@@ -233,9 +239,11 @@ impl Station {
             .iter()
             .map(|m| {
                 metrics.init_mount(&m.path, m.codec.name());
+                let content_type = crate::encode::content_type(m.codec);
                 Arc::new(Mount {
                     ring: FrameRing::new(m.queue.bytes(m.bytes_per_sec())),
-                    content_type: crate::encode::content_type(m.codec),
+                    content_type,
+                    head: StreamHead::new(&config.station, config.audio, m, content_type),
                     config: m.clone(),
                     listeners: AtomicUsize::new(0),
                     peak: AtomicUsize::new(0),
@@ -262,6 +270,7 @@ impl Station {
             title_override: Mutex::new(None),
             next_client_id: AtomicU64::new(1),
             access_log,
+            admin_logins: LoginThrottle::default(),
         })
     }
 
@@ -408,7 +417,8 @@ impl Station {
     }
 
     /// Ready when every mount published audio lately and that audio is music, not filler.
-    /// Otherwise the reasons, for `/readyz` and operators.
+    /// Otherwise the reasons, for `/readyz`, which anyone may read: generic words and mount
+    /// paths only, no addresses, bucket names, keys or error text.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         let mut why = Vec::new();
         if self.is_draining() {
@@ -439,9 +449,9 @@ impl Station {
                         "none of the {tracks} files in the library is playable: playing silence"
                     )
                 }
-                LibraryState::Unavailable(e) => {
-                    format!("library unavailable ({e}): playing silence")
-                }
+                // The storage's error names endpoints, buckets and keys: it goes to the log
+                // and the metrics (`scheduler::listing`), never to this public answer.
+                LibraryState::Unavailable(_) => "library unavailable: playing silence".into(),
                 LibraryState::Ready { .. } => "waiting for the next track: playing silence".into(),
             });
         }

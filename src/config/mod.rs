@@ -8,6 +8,7 @@ mod library;
 mod limits;
 mod playout;
 mod raw;
+mod secret;
 pub mod storage;
 mod units;
 
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use raw::Secrets;
+pub use secret::Secret;
 pub use storage::S3Settings;
 #[cfg(test)]
 use units::parse_duration;
@@ -54,9 +56,9 @@ pub struct Server {
     pub listen: SocketAddr,
     pub admin_user: String,
     /// From `ONAIR_ADMIN_PASSWORD`; admin endpoints stay closed without it.
-    pub admin_password: Option<String>,
-    /// From `ONAIR_SOURCE_PASSWORD`; live sources are refused without it.
-    pub source_password: Option<String>,
+    pub admin_password: Option<Secret>,
+    /// From `ONAIR_SOURCE_PASSWORD`, for live sources (not read by anything yet).
+    pub source_password: Option<Secret>,
     /// How long listeners get to drain after SIGTERM before their sockets are dropped.
     pub shutdown_grace: Duration,
     /// File that gets one Icecast combined-format line per finished listener; without it the
@@ -247,7 +249,12 @@ pub fn parse(text: &str, secrets: Secrets) -> Result<Config, ParseError> {
 
 /// Secrets come only from the environment so that a config file can live in Git.
 pub fn secrets_from_env() -> Secrets {
-    let non_empty = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let non_empty = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::from)
+    };
     Secrets {
         admin_password: non_empty("ONAIR_ADMIN_PASSWORD"),
         source_password: non_empty("ONAIR_SOURCE_PASSWORD"),
@@ -504,6 +511,9 @@ mod tests {
     fn every_error_is_reported_with_its_field() {
         let errors = invalid(
             r#"
+            [station]
+            name = "Radio\r\nX-Evil: 1"
+            genre = "Jazz\tBlues"
             [server]
             listen = "nowhere"
             [library]
@@ -530,6 +540,8 @@ mod tests {
         );
         let joined = errors.join("\n");
         for needle in [
+            "station.name = \"Radio\\r\\nX-Evil: 1\": control characters",
+            "station.genre = \"Jazz\\tBlues\": control characters",
             "server.listen",
             "library.rescan",
             "playlist.order",
@@ -576,6 +588,30 @@ mod tests {
         assert_eq!(c.mounts[0].burst, Amount::Bytes(65536));
         assert_eq!(c.mounts[0].queue, Amount::Bytes(1_048_576));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let c = parse(
+            "[[mount]]\npath = \"/a\"\n",
+            Secrets {
+                admin_password: Some("admin-pw-4711".into()),
+                source_password: Some("source-pw-0815".into()),
+            },
+        )
+        .unwrap();
+        for text in [
+            format!("{c:?}"),
+            format!("{c:#?}"),
+            format!("{:?}", c.server),
+        ] {
+            assert!(!text.contains("admin-pw-4711") && !text.contains("source-pw-0815"));
+            assert!(text.contains("Secret(<redacted>)"), "{text}");
+        }
+        assert_eq!(
+            c.server.admin_password.as_ref().map(Secret::expose),
+            Some("admin-pw-4711")
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::library::RawLibrary;
 use super::playout::RawPlayout;
 pub(crate) use super::units::parse_duration;
-use super::{Amount, Audio, Codec, Config, MountConfig, Order, Playlist, Server, Station};
+use super::{Amount, Audio, Codec, Config, MountConfig, Order, Playlist, Secret, Server, Station};
 
 /// Sample rates an MP3 (MPEG-1/2/2.5 Layer III) stream can carry.
 const MP3_SAMPLE_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
@@ -178,9 +178,9 @@ fn default_metaint() -> usize {
 #[derive(Debug, Default, Clone)]
 pub struct Secrets {
     /// `ONAIR_ADMIN_PASSWORD`
-    pub admin_password: Option<String>,
+    pub admin_password: Option<Secret>,
     /// `ONAIR_SOURCE_PASSWORD`
-    pub source_password: Option<String>,
+    pub source_password: Option<Secret>,
 }
 
 impl RawConfig {
@@ -230,6 +230,20 @@ impl RawConfig {
             errors.push(
                 "server.access_log: give a file path, or leave it out to log to stdout".into(),
             );
+        }
+        // These go into every listener's `icy-*` headers: a control character there would end
+        // the header line (or be refused by a strict client), so it is refused here.
+        for (field, value) in [
+            ("name", &self.station.name),
+            ("description", &self.station.description),
+            ("genre", &self.station.genre),
+            ("url", &self.station.url),
+        ] {
+            if value.chars().any(char::is_control) {
+                errors.push(format!(
+                    "station.{field} = {value:?}: control characters (tab, newline, …) are not allowed"
+                ));
+            }
         }
         let url = &self.station.url;
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {

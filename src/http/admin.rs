@@ -2,41 +2,121 @@
 //! `ONAIR_ADMIN_PASSWORD`: `/admin/stats`, `/admin/listclients`, `/admin/listmounts`,
 //! `/admin/metadata`, `/admin/killclient`, and our own `/admin/next`. Answers are Icecast's XML, or
 //! JSON when the client sends `Accept: application/json`. Panels and scripts written for Icecast
-//! work unchanged.
+//! work unchanged. Who gets in (credentials, failed-login budget, cross-site refusal) is
+//! `admin_auth.rs`'s business.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::Body;
-use super::status::{self, escape_html as escape_xml};
+use super::admin_auth::{
+    Attempt, FAILED_LOGIN_DELAY, FAILURE_BUDGET, changes_state, cross_site, login,
+};
+use super::escape::xml as escape_xml;
+use super::icy::clean_title;
+use super::status::{self, Detail};
 use crate::station::{Mount, Station};
 
 /// The realm Icecast uses; some clients match on it.
 const REALM: &str = "Basic realm=\"Icecast2 Server\"";
 
-/// Answers a request under `/admin/`.
-pub fn handle<B>(req: &Request<B>, station: &Station, host: &str) -> Response<Body> {
+/// An admin answer, and how long to hold it back before sending it.
+pub struct Answer {
+    pub response: Response<Body>,
+    /// Non-zero for a failed login, which is answered late (`admin_auth::FAILED_LOGIN_DELAY`).
+    pub delay: Duration,
+}
+
+impl From<Response<Body>> for Answer {
+    fn from(response: Response<Body>) -> Answer {
+        Answer {
+            response,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Answers a request under `/admin/` from `peer`.
+pub fn handle<B>(req: &Request<B>, station: &Station, host: &str, peer: SocketAddr) -> Answer {
     let want_json = req
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
     let reply = Reply { json: want_json };
-    let Some(password) = station.config.server.admin_password.as_deref() else {
-        return reply.plain(
-            StatusCode::FORBIDDEN,
-            "admin interface disabled: set ONAIR_ADMIN_PASSWORD to enable it\n",
-        );
+    let Some(password) = station.config.server.admin_password.as_ref() else {
+        return reply
+            .plain(
+                StatusCode::FORBIDDEN,
+                "admin interface disabled: set ONAIR_ADMIN_PASSWORD to enable it\n",
+            )
+            .into();
     };
-    if !authorized(req, &station.config.server.admin_user, password) {
-        let mut resp = reply.plain(StatusCode::UNAUTHORIZED, "authentication required\n");
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
-        return resp;
+    let path = req.uri().path();
+    // Before the credentials: a forged request must not even learn whether they were right.
+    if changes_state(path) && cross_site(req) {
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned())
+            .unwrap_or_else(|| "-".into());
+        tracing::warn!(
+            peer = %peer,
+            path,
+            origin = %origin.escape_debug(),
+            "refused a cross-site admin command"
+        );
+        return reply
+            .plain(
+                StatusCode::FORBIDDEN,
+                "cross-site admin commands are refused",
+            )
+            .into();
+    }
+    let check = || login(req, &station.config.server.admin_user, password.expose());
+    match station.admin_logins.attempt(peer.ip(), check) {
+        Attempt::Granted => {}
+        Attempt::Missing => return unauthorized(reply).into(),
+        Attempt::Failed { user, failures } => {
+            let user = user.unwrap_or_else(|| "-".into());
+            // Escaped, so a user name cannot forge log lines in the text format.
+            tracing::warn!(
+                peer = %peer,
+                user = %user.escape_debug(),
+                path,
+                failures,
+                "admin login failed"
+            );
+            return Answer {
+                response: unauthorized(reply),
+                delay: FAILED_LOGIN_DELAY,
+            };
+        }
+        Attempt::Refused { retry_after, first } => {
+            if first {
+                tracing::warn!(
+                    peer = %peer,
+                    failures = FAILURE_BUDGET,
+                    refused_for_secs = retry_after.as_secs(),
+                    "too many failed admin logins: refusing this address for a while"
+                );
+            }
+            let mut resp = reply.plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins, retry later",
+            );
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+            return resp.into();
+        }
     }
     let params = query(req.uri().query().unwrap_or(""));
     let mount = || -> Result<&std::sync::Arc<Mount>, (StatusCode, &'static str)> {
@@ -70,97 +150,23 @@ pub fn handle<B>(req: &Request<B>, station: &Station, host: &str) -> Response<Bo
         }),
         _ => Ok(reply.result(StatusCode::NOT_FOUND, "unknown admin command", 0)),
     };
-    result.unwrap_or_else(|(status, message)| reply.result(status, message, 0))
+    result
+        .unwrap_or_else(|(status, message)| reply.result(status, message, 0))
+        .into()
 }
 
-/// Compares credentials in time independent of where they differ.
-fn authorized<B>(req: &Request<B>, user: &str, password: &str) -> bool {
-    let Some(given) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        })
-        .and_then(|b64| base64_decode(b64.trim()))
-    else {
-        return false;
-    };
-    let expected = format!("{user}:{password}");
-    constant_time_eq(&given, expected.as_bytes())
+fn unauthorized(reply: Reply) -> Response<Body> {
+    let mut resp = reply.plain(StatusCode::UNAUTHORIZED, "authentication required\n");
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
+    resp
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    fn val(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let s = s.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for chunk in s.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= val(c)? << (18 - 6 * i);
-        }
-        let bytes = n.to_be_bytes();
-        match chunk.len() {
-            4 => out.extend_from_slice(&bytes[1..4]),
-            3 => out.extend_from_slice(&bytes[1..3]),
-            2 => out.push(bytes[1]),
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
-/// Decodes `a=b&c=d` with percent-escapes and '+' as space.
+/// `a=b&c=d` as Icecast clients send it: percent-escapes, `+` for a space, invalid UTF-8
+/// replaced (form_urlencoded's rules).
 fn query(q: &str) -> HashMap<String, String> {
-    fn decode(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < b.len() => {
-                    let hex = |c: u8| (c as char).to_digit(16);
-                    match (hex(b[i + 1]), hex(b[i + 2])) {
-                        (Some(h), Some(l)) => {
-                            out.push((h * 16 + l) as u8);
-                            i += 2;
-                        }
-                        _ => out.push(b'%'),
-                    }
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
+    form_urlencoded::parse(q.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
 
@@ -168,12 +174,18 @@ fn metadata(station: &Station, params: &HashMap<String, String>, reply: Reply) -
     if params.get("mode").map(String::as_str) != Some("updinfo") {
         return reply.result(StatusCode::BAD_REQUEST, "mode=updinfo required", 0);
     }
-    let non_empty = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    // Cleaned as the title will be, so a value of only control characters counts as missing.
+    let non_empty = |k: &str| {
+        params
+            .get(k)
+            .map(|v| clean_title(v))
+            .filter(|v| !v.is_empty())
+    };
     let title = match (non_empty("song"), non_empty("artist"), non_empty("title")) {
-        (Some(song), _, _) => song.to_string(),
+        (Some(song), _, _) => song,
         (None, Some(artist), Some(title)) => format!("{artist} - {title}"),
-        (None, None, Some(title)) => title.to_string(),
-        (None, Some(artist), None) => artist.to_string(),
+        (None, None, Some(title)) => title,
+        (None, Some(artist), None) => artist,
         (None, None, None) => {
             return reply.result(
                 StatusCode::BAD_REQUEST,
@@ -182,50 +194,12 @@ fn metadata(station: &Station, params: &HashMap<String, String>, reply: Reply) -
             );
         }
     };
-    tracing::info!(title = %title, "metadata update from the admin interface");
+    tracing::info!(title = ?title, "metadata update from the admin interface");
     station.override_title(title);
     reply.result(StatusCode::OK, "Metadata update successful", 1)
 }
 
-fn source_fields(station: &Station, m: &Mount, host: &str) -> Vec<(&'static str, Value)> {
-    let s = &station.config.station;
-    let audio = station.config.audio;
-    let c = &m.config;
-    let sent = station
-        .metrics
-        .sent_bytes
-        .with_label_values(&[&c.path])
-        .get();
-    vec![
-        (
-            "audio_info",
-            json!(format!(
-                "channels={};samplerate={};bitrate={}",
-                audio.channels, audio.sample_rate, c.bitrate_kbps
-            )),
-        ),
-        ("bitrate", json!(c.bitrate_kbps)),
-        ("channels", json!(audio.channels)),
-        ("genre", json!(s.genre)),
-        ("listener_peak", json!(m.peak())),
-        ("listeners", json!(m.listeners())),
-        ("listenurl", json!(format!("http://{host}{}", c.path))),
-        ("max_listeners", json!(c.max_listeners)),
-        ("public", json!(0)),
-        ("samplerate", json!(audio.sample_rate)),
-        ("server_description", json!(s.description)),
-        ("server_name", json!(s.name)),
-        ("server_type", json!(m.content_type)),
-        ("server_url", json!(s.url)),
-        ("stream_start", json!(status::rfc822(m.started))),
-        ("stream_start_iso8601", json!(status::iso8601(m.started))),
-        ("title", json!(station.now_playing.borrow().title.text())),
-        ("total_bytes_sent", json!(sent)),
-    ]
-}
-
 fn stats(station: &Station, host: &str, reply: Reply) -> Response<Body> {
-    let hostname = host.split(':').next().unwrap_or(host);
     let connections: u64 = station
         .mounts
         .iter()
@@ -239,14 +213,11 @@ fn stats(station: &Station, host: &str, reply: Reply) -> Response<Body> {
         .sum();
     let global: Vec<(&str, Value)> = vec![
         ("admin", json!("")),
-        ("host", json!(hostname)),
+        ("host", json!(status::host_without_port(host))),
         ("listener_connections", json!(connections)),
         ("listeners", json!(station.total_listeners())),
         ("location", json!("")),
-        (
-            "server_id",
-            json!(concat!("onair ", env!("CARGO_PKG_VERSION"))),
-        ),
+        ("server_id", json!(status::SERVER_ID)),
         ("server_start", json!(status::rfc822(station.started))),
         (
             "server_start_iso8601",
@@ -263,10 +234,11 @@ fn stats(station: &Station, host: &str, reply: Reply) -> Response<Body> {
             .mounts
             .iter()
             .map(|m| {
-                let mut s: serde_json::Map<String, Value> = source_fields(station, m, host)
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect();
+                let mut s: serde_json::Map<String, Value> =
+                    status::source_fields(station, m, host, Detail::Admin)
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect();
                 s.insert("mount".into(), json!(m.config.path));
                 Value::Object(s)
             })
@@ -278,7 +250,10 @@ fn stats(station: &Station, host: &str, reply: Reply) -> Response<Body> {
     push_fields(&mut x, &global);
     for m in &station.mounts {
         let _ = write!(x, "<source mount=\"{}\">", escape_xml(&m.config.path));
-        push_fields(&mut x, &source_fields(station, m, host));
+        push_fields(
+            &mut x,
+            &status::source_fields(station, m, host, Detail::Admin),
+        );
         x.push_str("</source>");
     }
     x.push_str("</icestats>\n");
@@ -359,7 +334,7 @@ fn listmounts(station: &Station, reply: Reply) -> Response<Body> {
 fn push_fields(x: &mut String, fields: &[(&str, Value)]) {
     for (k, v) in fields {
         let text = match v {
-            Value::String(s) => escape_xml(s),
+            Value::String(s) => escape_xml(s).into_owned(),
             other => other.to_string(),
         };
         let _ = write!(x, "<{k}>{text}</{k}>");
@@ -412,20 +387,6 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_and_constant_time_compare() {
-        assert_eq!(
-            base64_decode("YWRtaW46aHVudGVyMg==").unwrap(),
-            b"admin:hunter2"
-        );
-        assert_eq!(base64_decode("YQ").unwrap(), b"a");
-        assert!(base64_decode("!!!").is_none());
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"a"));
-    }
 
     #[test]
     fn query_strings_decode_like_icecast_clients_send_them() {

@@ -49,7 +49,7 @@ pub fn nowplaying(station: &Station, host: &str) -> Value {
                 "content_type": m.content_type,
                 "listeners": m.listeners(),
                 "listener_peak": m.peak(),
-                "url": format!("http://{host}{}", m.config.path),
+                "url": super::status::listen_url(host, &m.config.path),
             })
         })
         .collect();
@@ -152,7 +152,7 @@ pub fn playlist(
     kind: &str,
     host: &str,
 ) -> Option<(&'static str, String)> {
-    let url = format!("http://{host}{mount_path}");
+    let url = super::status::listen_url(host, mount_path);
     let name = &station.config.station.name;
     match kind {
         "m3u" => Some((
@@ -166,7 +166,7 @@ pub fn playlist(
             ),
         )),
         "xspf" => {
-            let e = super::status::escape_html;
+            let e = super::escape::xml;
             Some((
                 "application/xspf+xml",
                 format!(

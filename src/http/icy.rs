@@ -1,6 +1,10 @@
 //! ICY (SHOUTcast/Icecast) in-band metadata: the `StreamTitle='…';` block a title is announced
 //! with, built once per title and shared by every listener. Where the blocks go in a listener's
 //! stream (every `icy-metaint` audio bytes) is `fanout::position`'s business.
+//!
+//! [`StreamTitle::new`] is the one door every title goes through (tags, file names,
+//! `/admin/metadata`, later live sources), so it is also where a title is made safe: what it
+//! holds can neither break an ICY block nor make the XML and JSON documents that show it invalid.
 
 use bytes::Bytes;
 use std::sync::Arc;
@@ -19,9 +23,12 @@ pub struct StreamTitle {
 }
 
 impl StreamTitle {
-    /// Builds the shared title; a title too long for one ICY block is truncated in the block
-    /// (on a UTF-8 character boundary) but kept whole in [`StreamTitle::text`].
-    pub fn new(title: &str) -> Arc<StreamTitle> {
+    /// Builds the shared title from raw text, cleaned by [`clean_title`]. A title too long for one
+    /// ICY block is truncated in the block (on a UTF-8 character boundary) but kept whole in
+    /// [`StreamTitle::text`].
+    pub fn new(raw: &str) -> Arc<StreamTitle> {
+        let title = clean_title(raw);
+        let title = title.as_str();
         let max_title = MAX_METADATA_LEN - PREFIX.len() - SUFFIX.len();
         // Cutting mid-character would hand players invalid UTF-8, so back off to a boundary.
         let cut = (0..=max_title.min(title.len()))
@@ -43,7 +50,7 @@ impl StreamTitle {
         })
     }
 
-    /// The title as given, untruncated.
+    /// The cleaned title, untruncated: what the status pages, the API and the page show.
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -51,6 +58,45 @@ impl StreamTitle {
     /// The full metadata block: length byte followed by the NUL-padded `StreamTitle='…';`.
     pub fn block(&self) -> &Bytes {
         &self.block
+    }
+}
+
+/// A title as every consumer may show it:
+/// - Control characters (C0, DEL, C1) are dropped: a NUL ends the ICY text early in players, and
+///   XML 1.0 cannot carry C0 at all. Tab, CR and LF become one space, so words stay apart.
+///   U+FFFE and U+FFFF go too (not XML characters).
+/// - `';` cannot appear: players (VLC, FFmpeg, Icecast relaying a stream) take the first `';` as
+///   the end of `StreamTitle`, so a tag could end the field and add `StreamUrl='…'` of its own.
+///   Icecast and Liquidsoap copy titles verbatim and have exactly that problem. The quote of
+///   such a pair becomes U+2019 (’), the typographic apostrophe: every visible character stays,
+///   players show what reads as the same text, and the bytes no longer close the field.
+/// - Leading and trailing whitespace is trimmed.
+pub fn clean_title(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        match c {
+            '\t' | '\n' | '\r' => {
+                if !out.is_empty() && !out.ends_with(' ') {
+                    out.push(' ');
+                }
+            }
+            c if c.is_control() => {}
+            '\u{FFFE}' | '\u{FFFF}' => {}
+            // Checked on the output, not the input, so a control character dropped between the
+            // quote and the semicolon cannot bring the pair back together.
+            ';' if out.ends_with('\'') => {
+                out.pop();
+                out.push('\u{2019}');
+                out.push(';');
+            }
+            c => out.push(c),
+        }
+    }
+    let trimmed = out.trim();
+    if trimmed.len() == out.len() {
+        out
+    } else {
+        trimmed.to_string()
     }
 }
 
@@ -93,6 +139,38 @@ mod tests {
         ] {
             let t = StreamTitle::new(title);
             assert_eq!(block_text(t.block()), wrapped(title));
+        }
+    }
+
+    #[test]
+    fn control_characters_are_dropped_and_whitespace_kept_apart() {
+        let t = StreamTitle::new("\u{0}A\u{1}rtist\t-\r\nTi\u{7f}tle\u{85}\u{1b}[31m\u{FFFF} ");
+        assert_eq!(t.text(), "Artist - Title[31m");
+        assert_eq!(block_text(t.block()), wrapped("Artist - Title[31m"));
+        assert_eq!(StreamTitle::new("\u{0}\u{1}\t").text(), "");
+    }
+
+    #[test]
+    fn a_title_cannot_end_the_stream_title_field() {
+        for (raw, clean) in [
+            (
+                "Bad';StreamUrl='http://evil.example/';",
+                "Bad\u{2019};StreamUrl='http://evil.example/\u{2019};",
+            ),
+            ("a'\u{0};b", "a\u{2019};b"),
+            ("a'\u{1}\u{2};b", "a\u{2019};b"),
+            ("a';;'", "a\u{2019};;'"),
+            ("x'", "x'"),
+            ("';", "\u{2019};"),
+        ] {
+            let t = StreamTitle::new(raw);
+            assert_eq!(t.text(), clean, "{raw:?}");
+            let text = block_text(t.block());
+            // What a player reads: up to the first `';` after the field name, then nothing more.
+            let body = text.strip_prefix("StreamTitle='").unwrap();
+            let end = body.find("';").unwrap();
+            assert_eq!(&body[..end], clean, "{raw:?}");
+            assert_eq!(&body[end..], "';", "{raw:?}: nothing after the field");
         }
     }
 

@@ -1,78 +1,27 @@
-//! Answering a listener outside hyper: admission to the mount, the Icecast-style response head
-//! and the burst written straight from the accepting task (so the first byte does not wait for a
-//! fan-out turn), then the hand-off of the socket to the fan-out thread.
+//! Answering a mount outside hyper. A listener: admission to the mount, the Icecast-style
+//! response head and the burst written straight from the accepting task (so the first byte does
+//! not wait for a fan-out turn), then the hand-off of the socket to the fan-out thread. A `HEAD`
+//! or a small `Range` probe ([`peek`]): the same head, and for a probe its first bytes, never
+//! counted as a listener. The heads themselves are `head.rs`'s.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::HeaderMap;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use crate::fanout::position::StreamPos;
 use crate::fanout::{FanoutHandle, Listener, ListenerRequest};
 use crate::metrics::Disconnect;
 use crate::ring::Window;
-use crate::station::{Client, Refusal, Station};
+use crate::station::{Client, Mount, Refusal, Station};
 
-/// The answer to a listener when the mount is at `max_listeners`.
-const FULL: &[u8] = b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
-Content-Length: 27\r\nRetry-After: 30\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\n\r\n\
-mount is full, retry later\n";
 /// The answer when the client's address is at the mount's `max_listeners_per_ip`.
 const IP_FULL: &[u8] = b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
 Content-Length: 50\r\nRetry-After: 30\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\n\r\n\
 too many listeners from your address, retry later\n";
-
-/// Response heads, built once per mount: without and with `icy-metaint`.
-pub struct Heads {
-    per_mount: Vec<[Bytes; 2]>,
-}
-
-impl Heads {
-    pub fn new(station: &Station) -> Heads {
-        let per_mount = station
-            .mounts
-            .iter()
-            .map(|m| {
-                [false, true].map(|icy| {
-                    let mut h = HeaderMap::new();
-                    super::routes::stream_headers(&mut h, station, m, icy);
-                    super::routes::common_headers(&mut h);
-                    serialize_head(&h)
-                })
-            })
-            .collect();
-        Heads { per_mount }
-    }
-
-    fn get(&self, mount_index: usize, icy: bool) -> Bytes {
-        self.per_mount
-            .get(mount_index)
-            .map(|h| h[usize::from(icy)].clone())
-            .unwrap_or_default()
-    }
-}
-
-/// `HTTP/1.0 200 OK` and the headers with their names in title case, as Icecast sends them
-/// (some players match `icy-metaint` case-sensitively).
-fn serialize_head(headers: &HeaderMap) -> Bytes {
-    let mut out = Vec::with_capacity(640);
-    out.extend_from_slice(b"HTTP/1.0 200 OK\r\n");
-    for (name, value) in headers {
-        let mut upper = true;
-        for b in name.as_str().bytes() {
-            out.push(if upper { b.to_ascii_uppercase() } else { b });
-            upper = b == b'-';
-        }
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    Bytes::from(out)
-}
 
 /// Admits the listener, writes its head and burst, and passes it to the fan-out thread; or
 /// answers 503 when the mount is full.
@@ -80,7 +29,6 @@ pub fn answer(
     socket: std::net::TcpStream,
     peer: SocketAddr,
     station: &Arc<Station>,
-    heads: &Heads,
     fanout: &FanoutHandle,
     mount_index: usize,
     request: ListenerRequest,
@@ -104,11 +52,11 @@ pub fn answer(
             let (reason, answer) = match refusal {
                 Refusal::Full => {
                     tracing::warn!(mount = %path, listener = %peer, limit = mount.config.max_listeners, "mount full; refusing listener");
-                    (Disconnect::Full, FULL)
+                    (Disconnect::Full, mount.head.full())
                 }
                 Refusal::PerIp => {
                     tracing::info!(mount = %path, listener = %peer, limit = mount.config.max_listeners_per_ip, "too many listeners from one address; refusing listener");
-                    (Disconnect::IpLimit, IP_FULL)
+                    (Disconnect::IpLimit, bytes::Bytes::from_static(IP_FULL))
                 }
             };
             metrics
@@ -116,7 +64,7 @@ pub fn answer(
                 .with_label_values(&[path, reason.label()])
                 .inc();
             // Small enough for any socket buffer; a client that is gone simply misses it.
-            let _ = std::io::Write::write(&mut &socket, answer);
+            let _ = std::io::Write::write(&mut &socket, &answer);
             return;
         }
     };
@@ -130,7 +78,7 @@ pub fn answer(
     let burst = mount.config.burst.bytes(mount.config.bytes_per_sec());
     let seq = mount.ring.burst_start(burst);
     let metaint = request.icy.then_some(mount.config.icy_metaint);
-    let pos = StreamPos::new(heads.get(mount_index, request.icy), seq, metaint);
+    let pos = StreamPos::new(mount.head.ok(request.icy), seq, metaint);
     let mut listener = Listener::new(
         socket,
         pos,
@@ -155,4 +103,65 @@ pub fn answer(
     } else {
         fanout.add(listener);
     }
+}
+
+/// How long a `HEAD` or probe answer may take to write before the connection is dropped.
+const PEEK_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Answers a `HEAD` of a mount (`with_body` false) or a `Range: bytes=0-N` probe (`range` =
+/// N + 1; Safari sends one before it plays): the listener's head, and for a probe a `206` with
+/// that many bytes from the live stream. Neither is a listener, so neither is counted.
+pub async fn peek(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mount: &Mount,
+    icy: bool,
+    range: Option<u64>,
+    with_body: bool,
+) {
+    let answer = match range {
+        Some(len) => {
+            let data = first_bytes(mount, len);
+            // Only in the first moments after start can the ring be empty: with no bytes to
+            // range over, the plain head and no body; the player asks again.
+            if data.is_empty() {
+                mount.head.ok(false).to_vec()
+            } else {
+                let mut out = mount.head.partial(data.len());
+                if with_body {
+                    out.extend_from_slice(&data);
+                }
+                out
+            }
+        }
+        None => mount.head.ok(icy).to_vec(),
+    };
+    let written = tokio::time::timeout(PEEK_WRITE_TIMEOUT, async {
+        stream.write_all(&answer).await?;
+        stream.shutdown().await
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::debug!(peer = %peer, "a HEAD or probe answer could not be written");
+    }
+}
+
+/// Up to `len` bytes from a little before the live edge, starting at a frame boundary.
+fn first_bytes(mount: &Mount, len: u64) -> Vec<u8> {
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    let start = mount
+        .ring
+        .burst_start(len.saturating_mul(2).saturating_add(8192));
+    let mut window = Window::starting_at(start);
+    window.sync(&mount.ring);
+    let mut data = Vec::with_capacity(len.min(64 * 1024));
+    let mut seq = start;
+    while data.len() < len
+        && let Some(f) = window.get(seq)
+    {
+        data.extend_from_slice(&f.data);
+        seq += 1;
+    }
+    data.truncate(len);
+    data
 }

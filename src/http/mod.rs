@@ -11,8 +11,11 @@
 mod accept;
 pub mod access_log;
 mod admin;
+pub mod admin_auth;
 mod api;
+mod escape;
 mod gate;
+pub mod head;
 pub mod icy;
 mod listener;
 mod refuse;
@@ -155,7 +158,6 @@ impl Port {
 /// What every connection of one radio shares, on every port.
 pub struct Server {
     station: Arc<Station>,
-    heads: listener::Heads,
     fanout: FanoutHandle,
     gate: Arc<gate::Gate>,
     events: Arc<Semaphore>,
@@ -174,7 +176,6 @@ impl Server {
     ) -> Arc<Server> {
         let limits = &station.config.server;
         Arc::new(Server {
-            heads: listener::Heads::new(&station),
             gate: gate::Gate::new(
                 limits.max_connections,
                 station.metrics.open_connections.clone(),
@@ -281,7 +282,6 @@ impl Server {
                         socket,
                         peer,
                         &self.station,
-                        &self.heads,
                         &self.fanout,
                         mount_index,
                         request,
@@ -291,6 +291,12 @@ impl Server {
                     tracing::debug!(peer = %peer, error = %e, "could not take over a listener socket")
                 }
             },
+            Dispatch::Peek {
+                mount,
+                icy,
+                range,
+                with_body,
+            } => listener::peek(stream, peer, &mount, icy, range, with_body).await,
             Dispatch::Hyper => self.serve_hyper(stream, head.freeze(), peer, port).await,
         }
     }
@@ -318,7 +324,7 @@ impl Server {
         let server = Arc::clone(&self);
         let service = service_fn(move |req| {
             let server = Arc::clone(&server);
-            async move { Ok::<_, Infallible>(server.respond(req, port)) }
+            async move { Ok::<_, Infallible>(server.respond(req, port, peer).await) }
         });
         // One request per connection: a listener must come on a fresh connection, whose head the
         // accept path reads (a browser reuses a kept-alive page connection for its audio element).
@@ -348,13 +354,18 @@ impl Server {
     }
 
     /// Answers one hyper request on `port`.
-    fn respond(&self, req: Request<hyper::body::Incoming>, port: Port) -> Response<Body> {
+    async fn respond(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        port: Port,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         let path = req.uri().path();
         if !port.serves(path) {
             return plain(StatusCode::NOT_FOUND, "not found\n", None);
         }
         if !(req.method() == Method::GET && path == "/api/events") {
-            return routes::handle(req, &self.station);
+            return routes::handle(req, &self.station, peer).await;
         }
         let Ok(permit) = Arc::clone(&self.events).try_acquire_owned() else {
             self.rejected("max_event_subscribers");
@@ -371,10 +382,12 @@ impl Server {
             _permit: permit,
             gauge,
         };
-        routes::handle(req, &self.station).map(|body| match body {
-            Body::Events(rx) => Body::Subscribed(rx, subscription),
-            other => other,
-        })
+        routes::handle(req, &self.station, peer)
+            .await
+            .map(|body| match body {
+                Body::Events(rx) => Body::Subscribed(rx, subscription),
+                other => other,
+            })
     }
 }
 

@@ -1,6 +1,6 @@
-//! The accept path's first look at a connection: it reads the request head and picks out listener
-//! requests (a plain `GET` of a mount), which are answered without hyper; anything else goes to
-//! hyper with the bytes already read.
+//! The accept path's first look at a connection: it reads the request head and picks out the
+//! requests for a mount (a listener's `GET`, a `HEAD`, a `Range` probe), which are answered
+//! without hyper; anything else goes to hyper with the bytes already read.
 //!
 //! Listeners skip hyper because a hyper connection keeps an 8 KiB read buffer and an 8 KiB write
 //! buffer for its whole life: for a listener that stays hours, that is most of its memory.
@@ -18,7 +18,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::fanout::ListenerRequest;
-use crate::station::Station;
+use crate::station::{Mount, Station};
 
 /// Largest request head, for every request: a longer one is answered 431 before dispatch. hyper
 /// is given the same limit (`max_buf_size`), though it only ever sees heads already complete.
@@ -32,12 +32,21 @@ const MAX_HEADERS: usize = 48;
 pub const MAX_PROBE_BYTES: u64 = 64 * 1024;
 
 /// Where a request goes.
-#[derive(Debug)]
 pub enum Dispatch {
     /// A listener for the mount at this index of `Station::mounts`.
     Listener {
         mount_index: usize,
         request: ListenerRequest,
+    },
+    /// A `HEAD` of a mount, or a small `Range` probe of one: answered with the stream's head
+    /// (and a probe's bytes) outside hyper, which cannot write Icecast's header case.
+    Peek {
+        mount: Arc<Mount>,
+        icy: bool,
+        /// `Some(N + 1)` for `Range: bytes=0-N`.
+        range: Option<u64>,
+        /// False for `HEAD`.
+        with_body: bool,
     },
     /// Everything else, and anything that does not parse: hyper answers it.
     Hyper,
@@ -98,11 +107,18 @@ pub fn dispatch(head: &[u8], station: &Arc<Station>, received: Instant) -> Dispa
     let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
         return Dispatch::Hyper;
     };
-    let (Some("GET"), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+    let (Some(method @ ("GET" | "HEAD")), Some(target), Some(version)) =
+        (req.method, req.path, req.version)
+    else {
         return Dispatch::Hyper;
     };
     let path = target.split_once('?').map_or(target, |(p, _)| p);
-    let Some(mount_index) = station.mounts.iter().position(|m| m.config.path == path) else {
+    let Some((mount_index, mount)) = station
+        .mounts
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.config.path == path)
+    else {
         return Dispatch::Hyper;
     };
     let header = |name: &str| {
@@ -111,8 +127,15 @@ pub fn dispatch(head: &[u8], station: &Arc<Station>, received: Instant) -> Dispa
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     };
-    if header("range").and_then(range_probe).is_some() {
-        return Dispatch::Hyper;
+    let icy = header("icy-metadata").is_some_and(|v| v.trim_ascii() == b"1");
+    let range = header("range").and_then(range_probe);
+    if method == "HEAD" || range.is_some() {
+        return Dispatch::Peek {
+            mount: Arc::clone(mount),
+            icy: icy && range.is_none(),
+            range,
+            with_body: method == "GET",
+        };
     }
     let text = |name: &str| header(name).map(stored_bytes).unwrap_or_default();
     Dispatch::Listener {
@@ -121,7 +144,7 @@ pub fn dispatch(head: &[u8], station: &Arc<Station>, received: Instant) -> Dispa
             request_line: stored(&format!("GET {target} HTTP/1.{version}")).to_owned(),
             user_agent: Arc::from(text("user-agent")),
             referer: text("referer"),
-            icy: header("icy-metadata").is_some_and(|v| v.trim_ascii() == b"1"),
+            icy,
             connected: received,
         },
     }

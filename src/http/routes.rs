@@ -1,52 +1,68 @@
-//! Path → handler: mounts, `/status-json.xsl`, `/healthz`, `/readyz`, `/metrics` and the small
-//! index page. Every response carries the CORS headers web players need.
+//! Path → handler for everything hyper answers: `/status-json.xsl`, `/admin/*`, `/api/*`,
+//! playlists, `/healthz`, `/readyz`, `/metrics` and the small index page (a mount's `GET`, `HEAD`
+//! and probe are answered before hyper, by `listener.rs`). Every response carries the CORS
+//! header web players need.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
-use super::request::range_probe;
+use super::head::{CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, SERVER};
 use super::status;
 use super::{Body, admin, api};
-use crate::ring::Window;
-use crate::station::{Mount, Station};
+use crate::station::Station;
 
-/// Headers a browser player may send, and the ICY headers its scripts may read.
-const CORS_ALLOW_HEADERS: &str = "Origin, Accept, Content-Type, Icy-MetaData, Range";
-const CORS_EXPOSE_HEADERS: &str =
-    "Icy-MetaInt, Icy-Br, Icy-Description, Icy-Genre, Icy-Name, Icy-Pub, Icy-Url, Ice-Audio-Info";
-const SERVER: &str = concat!("onair/", env!("CARGO_PKG_VERSION"));
+/// Answers one request from `peer`. A failed admin login is answered late; the wait is a
+/// timer, so it holds neither a worker nor any lock.
+pub async fn handle(
+    req: Request<hyper::body::Incoming>,
+    station: &Arc<Station>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let (resp, delay) = respond(req, station, peer);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    resp
+}
 
-/// Answers one request.
-pub fn handle(req: Request<hyper::body::Incoming>, station: &Arc<Station>) -> Response<Body> {
+fn respond(
+    req: Request<hyper::body::Incoming>,
+    station: &Arc<Station>,
+    peer: SocketAddr,
+) -> (Response<Body>, Duration) {
+    let mut delay = Duration::ZERO;
     let path = req.uri().path();
     let mut resp = if req.method() == Method::OPTIONS {
         preflight()
-    } else if let Some(mount) = station.mount(path) {
+    } else if station.mount(path).is_some() {
         match *req.method() {
-            Method::GET | Method::HEAD => mount_response(&req, station, mount),
+            Method::GET | Method::HEAD => reconnect(),
             _ => method_not_allowed("GET, HEAD, OPTIONS"),
         }
     } else {
         match (req.method(), path) {
             (&Method::GET | &Method::HEAD, "/status-json.xsl") => {
-                json(status::icestats(station, host(&req)))
+                no_store(json(status::icestats(station, host(&req))))
             }
             (&Method::GET, p) if p.starts_with("/admin/") => {
-                admin::handle(&req, station, &host(&req))
+                let answer = admin::handle(&req, station, &host(&req), peer);
+                delay = answer.delay;
+                no_store(answer.response)
             }
             (&Method::GET | &Method::HEAD, "/api/nowplaying") => {
-                let mut r = json(api::nowplaying(station, &host(&req)));
-                r.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                r
+                no_store(json(api::nowplaying(station, &host(&req))))
             }
             (&Method::GET, "/api/events") => event_stream(station, host(&req)),
             (&Method::GET | &Method::HEAD, p) if playlist_target(station, p).is_some() => {
                 let (mount, kind) = playlist_target(station, p).unwrap_or_default();
                 match api::playlist(station, mount, kind, &host(&req)) {
-                    Some((content_type, body)) => text(StatusCode::OK, content_type, body),
+                    Some((content_type, body)) => {
+                        no_store(text(StatusCode::OK, content_type, body))
+                    }
                     None => not_found(),
                 }
             }
@@ -72,46 +88,15 @@ pub fn handle(req: Request<hyper::body::Incoming>, station: &Arc<Station>) -> Re
     if req.method() == Method::HEAD {
         *resp.body_mut() = Body::empty();
     }
-    resp
+    (resp, delay)
 }
 
-fn mount_response(
-    req: &Request<hyper::body::Incoming>,
-    station: &Station,
-    mount: &Arc<Mount>,
-) -> Response<Body> {
-    let wants_icy = req
-        .headers()
-        .get("icy-metadata")
-        .is_some_and(|v| v.as_bytes().trim_ascii() == b"1");
-    let probe = req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| range_probe(v.as_bytes()));
-    let mut resp = Response::new(Body::empty());
-    // Icecast answers listeners in HTTP/1.0 style: no length, no chunking, the end of the stream is
-    // the end of the connection. Every player copes with that; some choke on chunked audio.
-    *resp.version_mut() = Version::HTTP_10;
-    stream_headers(
-        resp.headers_mut(),
-        station,
-        mount,
-        wants_icy && probe.is_none(),
-    );
-    if req.method() == Method::HEAD {
-        return resp;
-    }
-    if let Some(len) = probe {
-        return probe_response(resp, mount, len);
-    }
-    // Listeners are answered by the accept path before hyper sees them (`request::dispatch`),
-    // on a fresh connection: hyper connections are not kept alive. Reaching here means a request
-    // that path could not parse but hyper could; the player retries on a new connection.
-    let mut retry = text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "text/plain; charset=utf-8",
-        "reconnect to listen\n".into(),
-    );
+/// A `GET` or `HEAD` of a mount that reached hyper. The accept path answers those itself
+/// (`request::dispatch`, then `listener.rs`), on a fresh connection: hyper connections are not
+/// kept alive. Reaching here means a request that path could not parse but hyper could; the
+/// player retries on a new connection.
+fn reconnect() -> Response<Body> {
+    let mut retry = icecast_error(StatusCode::SERVICE_UNAVAILABLE, "reconnect to listen\n");
     retry
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -125,83 +110,6 @@ pub(super) fn common_headers(h: &mut HeaderMap) {
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
     );
-}
-
-/// The headers of a listener's response (and of a `HEAD` of a mount).
-pub(super) fn stream_headers(h: &mut HeaderMap, station: &Station, mount: &Mount, icy: bool) {
-    let s = &station.config.station;
-    let audio = station.config.audio;
-    let m = &mount.config;
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(mount.content_type),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-store"),
-    );
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::EXPIRES,
-        HeaderValue::from_static("Mon, 26 Jul 1997 05:00:00 GMT"),
-    );
-    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    cors_headers(h);
-    for (name, value) in [
-        ("icy-name", s.name.as_str()),
-        ("icy-description", s.description.as_str()),
-        ("icy-genre", s.genre.as_str()),
-        ("icy-url", s.url.as_str()),
-    ] {
-        // Names may be UTF-8; HTTP allows those bytes as obs-text and players show them.
-        if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
-            h.insert(HeaderName::from_static(name), v);
-        }
-    }
-    h.insert(
-        HeaderName::from_static("icy-pub"),
-        HeaderValue::from_static("0"),
-    );
-    h.insert(
-        HeaderName::from_static("icy-br"),
-        HeaderValue::from(m.bitrate_kbps),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "channels={};samplerate={};bitrate={}",
-        audio.channels, audio.sample_rate, m.bitrate_kbps
-    )) {
-        h.insert(HeaderName::from_static("ice-audio-info"), v);
-    }
-    if icy {
-        h.insert(
-            HeaderName::from_static("icy-metaint"),
-            HeaderValue::from(m.icy_metaint),
-        );
-    }
-}
-
-fn probe_response(mut resp: Response<Body>, mount: &Arc<Mount>, len: u64) -> Response<Body> {
-    let start = mount.ring.burst_start(len as usize * 2 + 8192);
-    let mut window = Window::starting_at(start);
-    window.sync(&mount.ring);
-    let mut data = Vec::with_capacity(len as usize);
-    let mut seq = start;
-    while let Some(f) = window.get(seq)
-        && (data.len() as u64) < len
-    {
-        data.extend_from_slice(&f.data);
-        seq += 1;
-    }
-    data.truncate(len as usize);
-    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-    let last = data.len().saturating_sub(1);
-    if let Ok(v) = HeaderValue::from_str(&format!("bytes 0-{last}/*")) {
-        resp.headers_mut().insert(header::CONTENT_RANGE, v);
-    }
-    resp.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(data.len()));
-    *resp.body_mut() = Body::from(bytes::Bytes::from(data));
-    resp
 }
 
 /// `/radio.mp3.m3u` → (`/radio.mp3`, `m3u`) when the mount exists.
@@ -218,7 +126,8 @@ fn event_stream(station: &Arc<Station>, host: String) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Host-dependent (stream URLs), like the documents below.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // Tells nginx-style proxies not to buffer the stream.
     h.insert(
         HeaderName::from_static("x-accel-buffering"),
@@ -227,12 +136,51 @@ fn event_stream(station: &Arc<Station>, host: String) -> Response<Body> {
     resp
 }
 
+/// For answers that are built from the `Host` the client used (stream URLs) or that change
+/// every second: a shared cache must not hand one client's answer to another.
+fn no_store(mut resp: Response<Body>) -> Response<Body> {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 fn not_found() -> Response<Body> {
-    text(
-        StatusCode::NOT_FOUND,
-        "text/plain; charset=utf-8",
-        "not found\n".into(),
-    )
+    icecast_error(StatusCode::NOT_FOUND, "not found\n")
+}
+
+/// An error for a player, in the shape Icecast 2.4 answers one: HTTP/1.0 and its header order
+/// (`Server`, `Connection: Close`, `Date`, `Content-Type`, the no-cache trio, then the CORS
+/// header), so a player probing a mount sees the same whichever server it talks to. hyper keeps
+/// the order the headers are inserted in and title-cases them as Icecast writes these names;
+/// `common_headers` later replaces `Server` and the CORS header in place.
+fn icecast_error(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    *resp.version_mut() = Version::HTTP_10;
+    let h = resp.headers_mut();
+    h.insert(header::SERVER, HeaderValue::from_static(SERVER));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Close"));
+    if let Ok(date) = HeaderValue::from_str(&status::http_date(std::time::SystemTime::now())) {
+        h.insert(header::DATE, date);
+    }
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    );
+    h.insert(
+        header::EXPIRES,
+        HeaderValue::from_static("Mon, 26 Jul 1997 05:00:00 GMT"),
+    );
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    resp
 }
 
 fn preflight() -> Response<Body> {
@@ -310,7 +258,7 @@ const PAGE: &str = include_str!("page.html");
 
 fn index(station: &Station) -> Response<Body> {
     let s = &station.config.station;
-    let e = status::escape_html;
+    let e = super::escape::xml;
     let page = PAGE
         .replace("{{STATION_NAME}}", &e(&s.name))
         .replace("{{STATION_DESCRIPTION}}", &e(&s.description))

@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::audio::decode::{self, DecodeError, TrackTags};
 use crate::catalog::{Catalog, CatalogError, TrackData, TrackRef};
+use crate::http::icy::clean_title;
 use crate::station::{Station, TrackInfo};
 
 /// A track ready to decode: on local disk (or in memory, if small) and probed as audio.
@@ -93,8 +94,22 @@ pub async fn load<C: Catalog>(
         .await
         .map_err(|e| Skip::Unavailable(CatalogError::Local(format!("probe task failed: {e}"))))?
         .map_err(Skip::Undecodable)?;
-    let display =
-        crate::audio::display_title(tags.artist.as_deref(), tags.title.as_deref(), &track.key);
+    // Tags are untrusted text: cleaned once here, so every place that shows them (ICY blocks,
+    // XML, JSON, logs) gets the same safe title.
+    let mut tags = tags;
+    tags.artist = tags
+        .artist
+        .map(|a| clean_title(&a))
+        .filter(|a| !a.is_empty());
+    tags.title = tags
+        .title
+        .map(|t| clean_title(&t))
+        .filter(|t| !t.is_empty());
+    let display = clean_title(&crate::audio::display_title(
+        tags.artist.as_deref(),
+        tags.title.as_deref(),
+        &track.key,
+    ));
     tracing::debug!(track = %track.key, codec = %tags.codec, rate = tags.sample_rate,
         channels = tags.channels, bytes = data.len(), in_memory = data.in_memory(), "track ready");
     Ok(LoadedTrack {

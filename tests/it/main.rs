@@ -2,12 +2,14 @@
 //! by a real HTTP client, by raw ICY-aware readers and by real players.
 
 mod admin;
+mod admin_guard;
 mod admin_listen;
 mod api;
 mod binary;
 mod browser;
 mod corpus;
 mod flood;
+mod icecast;
 mod limits;
 mod listen;
 mod metadata;
@@ -18,3 +20,4 @@ mod s3_support;
 mod storage;
 mod support;
 mod surface;
+mod titles;

@@ -2,18 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::{TestServer, config_for, library_with};
-
-fn require(tool: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{tool} is not installed; the README's test command installs it"
-    );
-}
+use crate::support::{TestServer, config_for, library_with, require};
 
 /// Runs a blocking command off the async runtime, so the server keeps streaming meanwhile.
 async fn run(cmd: Vec<String>) -> (bool, String, String) {

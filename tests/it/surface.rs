@@ -328,3 +328,127 @@ async fn index_page_names_the_station_and_offers_a_player_per_mount() {
     assert!(!page.contains("src=\"http"), "no external assets");
     server.shutdown().await.unwrap();
 }
+
+/// `/readyz` is public: it says why in generic words and keeps the storage's details (paths,
+/// endpoints, buckets, keys, error text) for the log and the metrics.
+#[tokio::test]
+async fn readyz_names_no_internals_of_a_local_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("private-library-folder");
+    let server = TestServer::start(config_for(&missing, "")).await;
+    let why = crate::support::until(
+        Duration::from_secs(10),
+        "/readyz says the library is unavailable",
+        || async {
+            let r = reqwest::get(server.url("/readyz")).await.ok()?;
+            assert_eq!(r.status(), 503);
+            let why = r.text().await.ok()?;
+            why.contains("library unavailable").then_some(why)
+        },
+    )
+    .await;
+    assert!(
+        why.contains("library unavailable: playing silence"),
+        "{why}"
+    );
+    for internal in ["private-library-folder", "/tmp", "No such file", "os error"] {
+        assert!(!why.contains(internal), "{internal:?} in /readyz: {why}");
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// The same with S3, through the binary as deployed: the answer names no endpoint, bucket or
+/// key, while the log keeps them for the operator.
+#[tokio::test]
+async fn readyz_names_no_internals_of_s3_and_the_log_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("radio.toml");
+    // Port 9 (discard) has no listener on loopback: every request is refused at once.
+    std::fs::write(
+        &config,
+        format!(
+            "[library]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9\"\nbucket = \"internal-bucket-name\"\nprefix = \"internal/keys/\"\ncache_dir = \"{}/cache\"\nmax_attempts = 1\nretry_after = \"1s\"\n[[mount]]\npath = \"/radio.mp3\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onair"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("AWS_ACCESS_KEY_ID", "test-key-id")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret-key-4711")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // Read as it comes, so a full pipe never holds the server up.
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let why = crate::support::until(
+        Duration::from_secs(20),
+        "/readyz says the library is unavailable",
+        || async {
+            let r = reqwest::get(&url).await.ok()?;
+            let why = r.text().await.ok()?;
+            why.contains("library unavailable").then_some(why)
+        },
+    )
+    .await;
+    for internal in [
+        "127.0.0.1:9",
+        "internal-bucket-name",
+        "internal/keys",
+        "connect",
+    ] {
+        assert!(!why.contains(internal), "{internal:?} in /readyz: {why}");
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let log = log.join().unwrap();
+    assert!(
+        log.contains("internal-bucket-name") && log.contains("cannot list the library"),
+        "the details stay in the log:\n{log}"
+    );
+    assert!(!log.contains("test-secret-key-4711"), "{log}");
+}
+
+/// Answers built from the `Host` header (stream URLs) must not be shared by caches.
+#[tokio::test]
+async fn host_dependent_answers_are_not_stored() {
+    let lib = library_with(&["01-cbr128.mp3"]);
+    let server = TestServer::start(crate::support::admin_config_for(lib.path(), "")).await;
+    let client = reqwest::Client::new();
+    for path in [
+        "/status-json.xsl",
+        "/api/nowplaying",
+        "/radio.mp3.m3u",
+        "/radio.mp3.pls",
+        "/radio.mp3.xspf",
+        "/admin/stats",
+    ] {
+        let r = client
+            .get(server.url(path))
+            .basic_auth("admin", Some(crate::support::ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+    }
+    server.shutdown().await.unwrap();
+}

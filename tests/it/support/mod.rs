@@ -73,6 +73,19 @@ pub fn library_with(files: &[&str]) -> tempfile::TempDir {
     dir
 }
 
+/// Fails the test when an external tool it needs is missing: the README's test command installs
+/// every one of them, so a missing tool is a broken setup, never a reason to pass.
+pub fn require(tool: &str) {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{tool} is not installed; the README's test command installs it"
+    );
+}
+
 /// The admin password the admin tests configure.
 pub const ADMIN_PASSWORD: &str = "hackme-0123";
 
