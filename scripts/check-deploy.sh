@@ -253,6 +253,15 @@ PODMONITOR = obj({
 def matches(selector, labels):
     return all(labels.get(k) == v for k, v in selector.items())
 
+def quantity(q):
+    """Bytes of a Kubernetes quantity ("3Gi", "500M") or an onair byte count ("2GiB", 2147483648)."""
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]i?)?B?\s*", str(q))
+    if not m:
+        return 0
+    scale = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}[m.group(2)]
+    return int(float(m.group(1)) * scale)
+
 def secs(d):
     m = re.fullmatch(r"(\d+)(ms|s|m)", d)
     return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[m.group(2)] if m else None
@@ -281,8 +290,6 @@ for name, docs in sets.items():
     where = f"{name} Deployment {dep['metadata']['name']}"
     if spec.get("replicas") != 1:
         err(where, "replicas must be 1 (one AutoDJ per radio)")
-    if spec.get("strategy", {}).get("type") != "Recreate":
-        err(where, "strategy must be Recreate (never two pods of one radio)")
     # The instance label (the radio's id) is added by kustomize: only rendered objects have it.
     inst = tlabels.get("app.kubernetes.io/instance", "onair")
     if mode == "rendered" and "app.kubernetes.io/instance" not in tlabels:
@@ -338,16 +345,43 @@ for name, docs in sets.items():
         err(where, f"duplicate env names: {env}")
     secret_refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", [])
                    if "secretKeyRef" in e.get("valueFrom", {})}
-    for var in ("ONAIR_ADMIN_PASSWORD", "ONAIR_SOURCE_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    for var in ("ONAIR_ADMIN_PASSWORD", "ONAIR_SOURCE_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                "ONAIR_BACKUP_AWS_ACCESS_KEY_ID", "ONAIR_BACKUP_AWS_SECRET_ACCESS_KEY"):
         if var not in env:
             err(where, f"env {var} (from the radio's Secret) missing")
     if secret_refs != {dep["metadata"]["name"]}:
         err(where, f"env reads Secrets {sorted(secret_refs)}; expected the radio's own, {dep['metadata']['name']}")
     mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
     vols = {v["name"]: v for v in pod.get("volumes", [])}
-    for path in ("/var/cache/onair", "/tmp"):
-        if path not in mounts or "emptyDir" not in vols.get(mounts[path]["name"], {}):
-            err(where, f"{path} must be an emptyDir mount (the root file system is read-only)")
+    if "/tmp" not in mounts or "emptyDir" not in vols.get(mounts["/tmp"]["name"], {}):
+        err(where, "/tmp must be an emptyDir mount (the root file system is read-only)")
+    # The disk cache: a claim (kept across pods; then the strategy must be Recreate, since a
+    # ReadWriteOnce volume attaches to one pod at a time) or an emptyDir (a surge rollout).
+    cache_vol = vols.get(mounts.get("/var/cache/onair", {}).get("name"), {})
+    strategy = spec.get("strategy", {})
+    cache_bytes = None
+    if "persistentVolumeClaim" in cache_vol:
+        claim = cache_vol["persistentVolumeClaim"]["claimName"]
+        pvcs = {p["metadata"]["name"]: p for p in kinds.get("PersistentVolumeClaim", [])}
+        if mode == "rendered" and claim not in pvcs:
+            err(where, f"the cache volume claims {claim!r}, which this radio does not define")
+        elif claim in pvcs:
+            pvc = pvcs[claim]
+            if pvc["spec"].get("accessModes") != ["ReadWriteOnce"]:
+                err(where, f"PersistentVolumeClaim {claim} must be ReadWriteOnce (one pod's cache)")
+            cache_bytes = quantity(pvc["spec"]["resources"]["requests"]["storage"])
+        if strategy.get("type") != "Recreate":
+            err(where, "strategy must be Recreate with the cache on a claim (it attaches to one pod at a time)")
+    elif "emptyDir" in cache_vol:
+        cache_bytes = quantity(cache_vol["emptyDir"].get("sizeLimit", "0"))
+        rolling = strategy.get("rollingUpdate", {})
+        if strategy.get("type") == "RollingUpdate" and (
+                str(rolling.get("maxUnavailable")) != "0" or str(rolling.get("maxSurge")) != "1"):
+            err(where, "a surge rollout must be maxSurge 1, maxUnavailable 0 (the radio never goes dark)")
+        elif strategy.get("type") not in ("Recreate", "RollingUpdate"):
+            err(where, "strategy must be Recreate or a surge RollingUpdate")
+    else:
+        err(where, "/var/cache/onair must be a PersistentVolumeClaim or an emptyDir mount")
     args = c.get("args", [])
     config_path = args[args.index("--config") + 1] if "--config" in args else "/etc/onair/radio.toml"
     cdir, ckey = os.path.split(config_path)
@@ -365,7 +399,16 @@ for name, docs in sets.items():
     chk = subprocess.run([onair_bin, "--check-config", "--config", path], capture_output=True, text=True)
     if chk.returncode != 0:
         err(f"{name} {ckey}", "onair --check-config:\n" + chk.stdout + chk.stderr)
-    listen = tomllib.loads(toml_text).get("server", {}).get("listen", "0.0.0.0:8000")
+    radio = tomllib.loads(toml_text)
+    library = radio.get("library", {})
+    if library.get("kind") == "s3":
+        want = quantity(str(library.get("cache_max_bytes", 2 << 30))) + (512 << 20)
+        if cache_bytes is not None and cache_bytes < want:
+            err(f"{name} {ckey}", f"the cache volume ({cache_bytes} bytes) must hold library.cache_max_bytes "
+                                  f"plus 512 MiB for a track being written ({want} bytes)")
+        if library.get("cache_dir") != "/var/cache/onair":
+            err(f"{name} {ckey}", "library.cache_dir must be /var/cache/onair, the cache volume")
+    listen = radio.get("server", {}).get("listen", "0.0.0.0:8000")
     if not listen.endswith(":8000") or listen.startswith("127."):
         err(f"{name} {ckey}", f"server.listen = {listen!r}: the pod needs 0.0.0.0:8000")
     # A radio's id is its folder's name: a copied folder whose id was not changed would share

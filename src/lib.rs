@@ -2,7 +2,8 @@
 //! one binary.
 //!
 //! ```text
-//!  catalog (local folder) ──list, fetch──▶ scheduler (order, prefetch, probe)
+//!  catalog (local folder | S3 primary + backup site, streamed into a disk cache)
+//!        ──list, fetch onto disk──▶ scheduler (order, tracks ready ahead, probe, playout state)
 //!        ──mpsc(1) LoadedTrack──▶ pipeline thread: decode → convert → every encoder → pace
 //!        ──▶ one FrameRing per mount ──Window──▶ fan-out thread: batched writev to every listener
 //!  accept loop: request head ──listener──▶ head + burst, then the fan-out thread; else ──▶ hyper

@@ -14,11 +14,15 @@
 //!    resumes where the programme should be, the shuffle round goes on without a repeat.
 //! 6. `memory`: a 2-hour 320 kbps MP3 and a 1-hour 24-bit/96 kHz FLAC play in under 48 MB.
 //!
+//! And `crash`: onair SIGKILLed in the middle of a fetch leaves no torn cache entry; two pods
+//! of one radio overlapping (a surge rollout) carry one programme.
+//!
 //! Run them with `bash scripts/drill.sh`, which starts the clusters and prints the table of
 //! figures each drill reports (`harness::report`). The radio runs as its own process (the real
 //! binary). Drills that touch a gateway take turns (`harness::GATEWAYS`).
 
 mod backup;
+mod crash;
 mod freeze;
 mod harness;
 mod kill;
