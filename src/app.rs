@@ -26,6 +26,8 @@ use crate::station::Station;
 
 /// How long shutdown waits for queued access-log records to reach the file.
 const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(2);
+/// After a stage died, the longest the rest gets to close before `run` returns its error.
+const DEATH_CLEANUP: Duration = Duration::from_millis(800);
 
 /// Knobs that are not part of the operator's config.
 pub struct Options {
@@ -118,17 +120,28 @@ pub async fn run_with(
     }
     tracing::info!(library = %catalog.describe(), prefetch = config.library.prefetch, "library");
     let cancel = CancellationToken::new();
+    // Any early return (a stage that fails to start) stops what already runs.
+    let _stop_on_return = cancel.clone().drop_guard();
     let tasks = TaskTracker::new();
+    let watchdog = station.watchdog.clone();
 
     // The pipeline takes tracks from a channel of one, so `up next` is always the track in it;
     // the scheduler keeps the rest of the prefetch in its own queue.
     let (track_tx, track_rx) = mpsc::channel(1);
-    let pipeline = Pipeline::spawn(Arc::clone(&station), track_rx, options.clock)
-        .context("starting the audio pipeline")?;
-    let scheduler = crate::scheduler::spawn(
+    let (bad_tx, bad_rx) = mpsc::channel(64);
+    let pipeline = Pipeline::spawn(
+        Arc::clone(&station),
+        track_rx,
+        bad_tx,
+        options.clock,
+        watchdog.clone(),
+    )
+    .context("starting the audio pipeline")?;
+    let mut scheduler = crate::scheduler::spawn(
         catalog,
         Arc::clone(&station),
         track_tx,
+        bad_rx,
         cancel.child_token(),
     );
 
@@ -141,7 +154,8 @@ pub async fn run_with(
         mounts = %config.mounts.iter().map(|m| m.path.as_str()).collect::<Vec<_>>().join(" "),
         "radio on air"
     );
-    let fanout = Fanout::start(Arc::clone(&station)).context("starting the fan-out thread")?;
+    let fanout = Fanout::start(Arc::clone(&station), watchdog.clone())
+        .context("starting the fan-out thread")?;
     let http = crate::http::Server::new(
         Arc::clone(&station),
         fanout.handle(),
@@ -165,7 +179,29 @@ pub async fn run_with(
         cancel.clone(),
     ));
 
-    shutdown.await;
+    // Runs until asked to stop, or until a stage it cannot go on without ends.
+    let died = tokio::select! {
+        _ = shutdown => None,
+        stage = watchdog.wait() => Some(stage),
+        _ = &mut scheduler => Some("scheduler"),
+    };
+    if let Some(stage) = died {
+        watchdog.died(stage);
+        tracing::error!(
+            stage,
+            "the radio cannot go on without its {stage}: exiting so that it is replaced"
+        );
+        station.set_draining();
+        cancel.cancel();
+        // What can still be closed cleanly is, within a bound: the process must be gone (and
+        // replaced) within 2 s, not wait on a stage that is stuck.
+        let _ = tokio::time::timeout(DEATH_CLEANUP, async {
+            pipeline.stop_and_join().await;
+            let _ = tokio::task::spawn_blocking(move || fanout.finish()).await;
+        })
+        .await;
+        anyhow::bail!("the {stage} stopped; the radio cannot go on without it");
+    }
     tracing::info!("shutting down");
     // Health first, so a load balancer stops routing new listeners here.
     station.set_draining();

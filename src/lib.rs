@@ -28,6 +28,7 @@ pub mod pipeline;
 pub mod ring;
 pub mod scheduler;
 pub mod station;
+pub mod supervise;
 
 pub use app::{Options, Reopen, run, run_with};
 pub use config::Config;

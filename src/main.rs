@@ -104,7 +104,7 @@ fn serve(config: onair::Config, log_dropped: prometheus::IntCounter) -> anyhow::
         .thread_name("onair-io")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let listen = config.server.listen;
         let listener = bind(listen).with_context(|| format!("listening on {listen}"))?;
         let options = onair::Options {
@@ -113,8 +113,15 @@ fn serve(config: onair::Config, log_dropped: prometheus::IntCounter) -> anyhow::
             ..onair::Options::default()
         };
         onair::run_with(config, listener, shutdown_signal(), options).await
-    })
+    });
+    // Blocking work still running (a cache write, a stuck stage after a failure) must not hold
+    // the exit: the orchestrator replaces a failed process within seconds only if it ends.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    result
 }
+
+/// The longest the runtime waits for blocking work when `run` has returned.
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// SIGHUP reopens the access log (what logrotate's `postrotate` sends). Watching it also
 /// replaces its default action, which would end the process.

@@ -6,6 +6,7 @@
 //! The thread never waits for the scheduler either: when no track is ready it sends silence, so
 //! listeners stay connected through an empty or unreachable library.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -15,13 +16,15 @@ use bytes::Bytes;
 use tokio::sync::mpsc::{self, error::TryRecvError};
 
 use crate::audio::clock::{Clock, Pacer};
-use crate::audio::decode::TrackDecoder;
+use crate::audio::decode::{DecodeError, TrackDecoder};
 use crate::audio::resample::Converter;
+use crate::catalog::TrackRef;
 use crate::encode::{self, EncodeError, Encoder};
 use crate::http::icy::StreamTitle;
 use crate::ring::Frame;
 use crate::scheduler::LoadedTrack;
 use crate::station::{Mount, Station};
+use crate::supervise::{Watchdog, fault, panic_message};
 
 /// Audio produced per step. 100 ms keeps listener wake-ups to ten a second while the burst and
 /// title changes stay precise enough.
@@ -36,11 +39,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Builds every encoder (failing fast on a bad setup) and starts the thread.
+    /// Builds every encoder (failing fast on a bad setup) and starts the thread. Tracks that
+    /// turn out unplayable while they play (a decoder panic) are sent back on `bad`, so the
+    /// scheduler keeps them out; the thread's own end, unless asked for, goes to `watchdog`.
     pub fn spawn(
         station: Arc<Station>,
         tracks: mpsc::Receiver<LoadedTrack>,
+        bad: mpsc::Sender<TrackRef>,
         clock: Clock,
+        watchdog: Watchdog,
     ) -> Result<Pipeline, EncodeError> {
         let outputs = station
             .mounts
@@ -53,10 +60,15 @@ impl Pipeline {
             })
             .collect::<Result<Vec<_>, EncodeError>>()?;
         let stop = Arc::new(AtomicBool::new(false));
-        let worker = Worker::new(station, tracks, outputs, clock, Arc::clone(&stop));
+        let (asked, draining) = (Arc::clone(&stop), Arc::clone(&station));
+        let worker = Worker::new(station, tracks, bad, outputs, clock, Arc::clone(&stop));
         let thread = std::thread::Builder::new()
             .name("onair-pipeline".into())
-            .spawn(move || worker.run())
+            .spawn(move || {
+                // It ends when asked, or when the scheduler hangs up during a shutdown.
+                let expected = || asked.load(Ordering::Relaxed) || draining.is_draining();
+                watchdog.run("pipeline thread", expected, move || worker.run());
+            })
             .map_err(|e| EncodeError::Setup {
                 codec: "pipeline",
                 reason: format!("cannot start the pipeline thread: {e}"),
@@ -96,7 +108,7 @@ struct Playing {
     decoder: TrackDecoder,
     converter: Option<(Converter, u32, usize)>,
     title: Arc<StreamTitle>,
-    key: Arc<str>,
+    track: TrackRef,
     /// Decoded PCM waiting for conversion.
     decoded: Vec<f32>,
     /// Station-format PCM not yet put into a block.
@@ -115,6 +127,8 @@ struct Segment {
 struct Worker {
     station: Arc<Station>,
     tracks: mpsc::Receiver<LoadedTrack>,
+    /// Tracks found unplayable on air, back to the scheduler.
+    bad: mpsc::Sender<TrackRef>,
     outputs: Vec<Output>,
     pacer: Pacer,
     clock: Clock,
@@ -134,6 +148,7 @@ impl Worker {
     fn new(
         station: Arc<Station>,
         tracks: mpsc::Receiver<LoadedTrack>,
+        bad: mpsc::Sender<TrackRef>,
         outputs: Vec<Output>,
         clock: Clock,
         stop: Arc<AtomicBool>,
@@ -147,6 +162,7 @@ impl Worker {
             channels: usize::from(audio.channels),
             station,
             tracks,
+            bad,
             outputs,
             stop,
             playing: None,
@@ -231,7 +247,7 @@ impl Worker {
         if self.station.take_skip()
             && let Some(p) = &self.playing
         {
-            tracing::info!(track = %p.key, "skipping to the next track at the operator's request");
+            tracing::info!(track = %p.track.key, "skipping to the next track at the operator's request");
             self.end_track();
         }
         if let Some(text) = self.station.take_title_override() {
@@ -267,118 +283,82 @@ impl Worker {
     }
 
     fn start(&mut self, track: LoadedTrack) {
-        match TrackDecoder::open(&track.data) {
-            Ok((mut decoder, _)) => {
-                let offset = match track.resume_from {
-                    Some(started) => match self.resume_offset(&track, started, &mut decoder) {
-                        Some(offset) => offset,
-                        None => return,
-                    },
-                    None => Duration::ZERO,
-                };
-                let title = StreamTitle::new(&track.display);
-                tracing::info!(track = %track.track.key, title = %track.display, codec = %track.tags.codec, "now playing");
-                self.station.metrics.tracks_played.inc();
-                self.station
-                    .begin_track(Arc::clone(&title), track.info(), offset);
-                // An operator's title holds until a track starts; silence after it shows nothing.
-                self.idle_title = StreamTitle::new("");
-                self.playing = Some(Playing {
-                    decoder,
-                    converter: None,
-                    title,
-                    key: track.track.key,
-                    decoded: Vec::new(),
-                    ready: Vec::new(),
-                    ready_pos: 0,
-                    ended: false,
-                });
-            }
-            Err(e) => {
+        // Outside the per-track guard: proves that a fault of the thread itself is noticed.
+        fault("pipeline-panic", &track.track.key);
+        // Opening (and seeking) runs foreign decoder code on bytes from outside: a panic there is
+        // this track's, not the radio's.
+        let opened = std::panic::catch_unwind(AssertUnwindSafe(|| open_at(&track)));
+        let (decoder, offset) = match opened {
+            Ok(Ok(Some(open))) => open,
+            Ok(Ok(None)) => return, // a resumed track that has ended meanwhile
+            Ok(Err(e)) => {
                 self.station
                     .metrics
                     .tracks_skipped
                     .with_label_values(&[e.reason()])
                     .inc();
                 tracing::warn!(track = %track.track.key, reason = e.reason(), error = %e, "skipping track");
+                self.report_bad(&track.track);
+                return;
             }
-        }
+            Err(panic) => {
+                self.decoder_panicked(&track.track, &*panic);
+                return;
+            }
+        };
+        let title = StreamTitle::new(&track.display);
+        tracing::info!(track = %track.track.key, title = %track.display, codec = %track.tags.codec, "now playing");
+        self.station.metrics.tracks_played.inc();
+        self.station
+            .begin_track(Arc::clone(&title), track.info(), offset);
+        // An operator's title holds until a track starts; silence after it shows nothing.
+        self.idle_title = StreamTitle::new("");
+        self.playing = Some(Playing {
+            decoder,
+            converter: None,
+            title,
+            track: track.track,
+            decoded: Vec::new(),
+            ready: Vec::new(),
+            ready_pos: 0,
+            ended: false,
+        });
     }
 
-    /// Where a resumed track should be by now (it `started` in the saved programme), with the
-    /// decoder moved there; `None` when it has ended meanwhile (the next track plays instead).
-    fn resume_offset(
-        &self,
-        track: &LoadedTrack,
-        started: std::time::SystemTime,
-        decoder: &mut TrackDecoder,
-    ) -> Option<Duration> {
-        let offset = std::time::SystemTime::now()
-            .duration_since(started)
-            .unwrap_or_default();
-        if track.tags.duration.is_some_and(|d| offset >= d) {
-            tracing::info!(track = %track.track.key, "the resumed track has ended meanwhile; moving on");
-            return None;
-        }
-        match decoder.seek(offset) {
-            Ok(()) => {
-                tracing::info!(track = %track.track.key, offset_s = offset.as_secs_f64(),
-                    "resuming the track where the programme is");
-                Some(offset)
-            }
-            Err(e) => {
-                tracing::warn!(track = %track.track.key, error = %e, "cannot resume mid-track; playing it from the start");
-                Some(Duration::ZERO)
-            }
-        }
+    /// A track whose decoder panicked: skipped as corrupt and kept out until it changes.
+    fn decoder_panicked(&self, track: &TrackRef, panic: &(dyn std::any::Any + Send)) {
+        self.station
+            .metrics
+            .tracks_skipped
+            .with_label_values(&["corrupt"])
+            .inc();
+        tracing::error!(track = %track.key, panic = %panic_message(panic),
+            "the decoder panicked on this track: skipping it until it changes");
+        self.report_bad(track);
     }
 
-    /// Decodes one packet of the current track into `ready`, or marks the track ended.
+    fn report_bad(&self, track: &TrackRef) {
+        // The scheduler drains this at once; a full channel only delays keeping it out.
+        let _ = self.bad.try_send(track.clone());
+    }
+
+    /// Decodes one packet of the current track into `ready`, or marks the track ended. A panic
+    /// in the decoder or the converter ends the track (its state is not to be trusted) and
+    /// keeps it out.
     fn decode_more(&mut self) {
         let (rate, channels) = (self.rate, self.channels);
         let Some(p) = self.playing.as_mut() else {
             return;
         };
-        p.decoded.clear();
-        let more = p.decoder.next_packet(&mut p.decoded);
-        let (in_rate, in_ch) = (p.decoder.sample_rate(), p.decoder.channels());
-        if !p.decoded.is_empty() && in_ch > 0 {
-            // A stream may change rate or layout mid-file (chained Ogg, odd MP3s): start a new
-            // converter, flushing the old one first so no audio is lost.
-            if p.converter
-                .as_ref()
-                .is_some_and(|(_, r, c)| (*r, *c) != (in_rate, in_ch))
-                && let Some((mut old, _, _)) = p.converter.take()
-            {
-                let _ = old.finish(&mut p.ready);
-            }
-            if p.converter.is_none() {
-                match Converter::new(in_rate, in_ch, rate, channels) {
-                    Ok(c) => p.converter = Some((c, in_rate, in_ch)),
-                    Err(e) => {
-                        tracing::warn!(track = %p.key, error = %e, "cannot convert track; skipping");
-                        self.station
-                            .metrics
-                            .tracks_skipped
-                            .with_label_values(&["unsupported"])
-                            .inc();
-                        p.ended = true;
-                        return;
-                    }
-                }
-            }
-            if let Some((c, _, _)) = p.converter.as_mut()
-                && let Err(e) = c.process(&p.decoded, &mut p.ready)
-            {
-                tracing::warn!(track = %p.key, error = %e, "resampling failed; ending track");
-                p.ended = true;
-            }
-        }
-        if !more {
-            if let Some((c, _, _)) = p.converter.as_mut() {
-                let _ = c.finish(&mut p.ready);
-            }
-            p.ended = true;
+        let metrics = &self.station.metrics;
+        let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            fault("decode-panic", &p.track.key);
+            decode_packet(p, rate, channels, metrics);
+        }));
+        if let Err(panic) = decoded
+            && let Some(p) = self.playing.take()
+        {
+            self.decoder_panicked(&p.track, &*panic);
         }
     }
 
@@ -387,7 +367,7 @@ impl Worker {
             let errors = p.decoder.errors();
             if errors > 0 {
                 self.station.metrics.decode_errors.inc_by(errors);
-                tracing::warn!(track = %p.key, damaged_packets = errors, "track had damaged packets; played what was readable");
+                tracing::warn!(track = %p.track.key, damaged_packets = errors, "track had damaged packets; played what was readable");
             }
         }
     }
@@ -442,6 +422,79 @@ impl Worker {
             out.mount.ring.close();
         }
         tracing::info!("pipeline stopped");
+    }
+}
+
+/// Opens a track, and moves a resumed one to where the programme is by now (it started at
+/// `resume_from` in the saved programme); `None` when a resumed track has ended meanwhile.
+fn open_at(track: &LoadedTrack) -> Result<Option<(TrackDecoder, Duration)>, DecodeError> {
+    let (mut decoder, _) = TrackDecoder::open(&track.data)?;
+    let Some(started) = track.resume_from else {
+        return Ok(Some((decoder, Duration::ZERO)));
+    };
+    let offset = std::time::SystemTime::now()
+        .duration_since(started)
+        .unwrap_or_default();
+    if track.tags.duration.is_some_and(|d| offset >= d) {
+        tracing::info!(track = %track.track.key, "the resumed track has ended meanwhile; moving on");
+        return Ok(None);
+    }
+    match decoder.seek(offset) {
+        Ok(()) => {
+            tracing::info!(track = %track.track.key, offset_s = offset.as_secs_f64(),
+                "resuming the track where the programme is");
+            Ok(Some((decoder, offset)))
+        }
+        Err(e) => {
+            tracing::warn!(track = %track.track.key, error = %e, "cannot resume mid-track; playing it from the start");
+            // The failed seek may have moved the reader: start over cleanly.
+            let (decoder, _) = TrackDecoder::open(&track.data)?;
+            Ok(Some((decoder, Duration::ZERO)))
+        }
+    }
+}
+
+/// One packet of `p` decoded and converted into its `ready` PCM.
+fn decode_packet(p: &mut Playing, rate: u32, channels: usize, metrics: &crate::metrics::Metrics) {
+    p.decoded.clear();
+    let more = p.decoder.next_packet(&mut p.decoded);
+    let (in_rate, in_ch) = (p.decoder.sample_rate(), p.decoder.channels());
+    if !p.decoded.is_empty() && in_ch > 0 {
+        // A stream may change rate or layout mid-file (chained Ogg, odd MP3s): start a new
+        // converter, flushing the old one first so no audio is lost.
+        if p.converter
+            .as_ref()
+            .is_some_and(|(_, r, c)| (*r, *c) != (in_rate, in_ch))
+            && let Some((mut old, _, _)) = p.converter.take()
+        {
+            let _ = old.finish(&mut p.ready);
+        }
+        if p.converter.is_none() {
+            match Converter::new(in_rate, in_ch, rate, channels) {
+                Ok(c) => p.converter = Some((c, in_rate, in_ch)),
+                Err(e) => {
+                    tracing::warn!(track = %p.track.key, error = %e, "cannot convert track; skipping");
+                    metrics
+                        .tracks_skipped
+                        .with_label_values(&["unsupported"])
+                        .inc();
+                    p.ended = true;
+                    return;
+                }
+            }
+        }
+        if let Some((c, _, _)) = p.converter.as_mut()
+            && let Err(e) = c.process(&p.decoded, &mut p.ready)
+        {
+            tracing::warn!(track = %p.track.key, error = %e, "resampling failed; ending track");
+            p.ended = true;
+        }
+    }
+    if !more {
+        if let Some((c, _, _)) = p.converter.as_mut() {
+            let _ = c.finish(&mut p.ready);
+        }
+        p.ended = true;
     }
 }
 

@@ -219,6 +219,8 @@ pub struct Station {
     start: Instant,
     /// Fires when the radio starts shutting down; long-lived responses (event streams) end on it.
     pub stopping: CancellationToken,
+    /// Where the pipeline, the fan-out thread and the scheduler report an end nobody asked for.
+    pub watchdog: crate::supervise::Watchdog,
     history: Mutex<VecDeque<Played>>,
     up_next: Mutex<Option<TrackInfo>>,
     /// Operator commands for the pipeline thread, taken at its next block.
@@ -264,6 +266,7 @@ impl Station {
             started,
             start: Instant::now(),
             stopping: CancellationToken::new(),
+            watchdog: crate::supervise::Watchdog::new(),
             history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
             up_next: Mutex::new(None),
             skip_requested: AtomicBool::new(false),

@@ -59,6 +59,11 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// The user agent it sent (for fault injection in tests).
+    pub(super) fn user_agent(&self) -> &str {
+        &self.request.user_agent
+    }
+
     /// A listener that will be sent `pos` over `socket` (non-blocking).
     #[allow(clippy::too_many_arguments)]
     pub fn new(

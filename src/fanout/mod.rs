@@ -21,6 +21,7 @@ pub use listener::{Listener, ListenerRequest, WRITE_INTERVAL};
 use crate::metrics::Disconnect;
 use crate::ring::Window;
 use crate::station::Station;
+use crate::supervise::{Watchdog, fault};
 
 /// Longest sleep between turns when nothing is published: how soon a kicked listener goes.
 const IDLE_TURN: Duration = Duration::from_millis(100);
@@ -59,8 +60,9 @@ impl Shared {
 }
 
 impl Fanout {
-    /// Starts the thread and subscribes it to every mount's ring.
-    pub fn start(station: Arc<Station>) -> std::io::Result<Fanout> {
+    /// Starts the thread and subscribes it to every mount's ring. A panic of the thread, or an
+    /// end before [`Fanout::finish`], is reported to `watchdog`.
+    pub fn start(station: Arc<Station>, watchdog: Watchdog) -> std::io::Result<Fanout> {
         let shared = Arc::new(Shared {
             inbox: Mutex::new(Inbox::default()),
         });
@@ -69,7 +71,21 @@ impl Fanout {
             .spawn({
                 let shared = Arc::clone(&shared);
                 let station = Arc::clone(&station);
-                move || run(&station, &shared)
+                move || {
+                    watchdog.run(
+                        "fan-out thread",
+                        || shared.inbox().finishing,
+                        || run(&station, &shared),
+                    );
+                    // However it ended, nobody reads the inbox any more: refuse arrivals, so
+                    // a socket handed over now is closed instead of leaking.
+                    let late = {
+                        let mut inbox = shared.inbox();
+                        inbox.stopped = true;
+                        std::mem::take(&mut inbox.arrivals)
+                    };
+                    late.into_iter().for_each(|l| l.end(Disconnect::Shutdown));
+                }
             })?;
         for mount in &station.mounts {
             mount.ring.subscribe(thread.thread().clone());
@@ -145,6 +161,9 @@ fn run(station: &Station, shared: &Shared) {
     loop {
         let finishing = {
             let mut inbox = shared.inbox();
+            for l in &inbox.arrivals {
+                fault("fanout-panic", l.user_agent());
+            }
             listeners.append(&mut inbox.arrivals);
             inbox.finishing
         };

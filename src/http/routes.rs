@@ -227,7 +227,14 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
 }
 
 fn health(station: &Station) -> Response<Body> {
-    if station.is_draining() {
+    if let Some(stage) = station.watchdog.dead() {
+        // The process is on its way out: the orchestrator should replace it.
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            format!("the {stage} stopped\n"),
+        )
+    } else if station.is_draining() {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain; charset=utf-8",

@@ -46,11 +46,13 @@ pub const MAX_STORAGE_FETCHES: usize = 2;
 const RESUME_LATE: Duration = Duration::from_secs(5);
 
 /// Spawns the scheduler (and the playout saver, when `playout.resume` is on); it ends when
-/// `cancel` fires or the pipeline hangs up.
+/// `cancel` fires or the pipeline hangs up. `bad` brings back tracks the pipeline found
+/// unplayable on air.
 pub fn spawn<C: Catalog>(
     catalog: C,
     station: Arc<Station>,
     tx: mpsc::Sender<LoadedTrack>,
+    bad: mpsc::Receiver<TrackRef>,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let catalog = Arc::new(catalog);
@@ -88,6 +90,7 @@ pub fn spawn<C: Catalog>(
         fetch_failing: false,
         resume: None,
         upcoming: upcoming_tx,
+        bad,
     };
     tokio::spawn(async move {
         tokio::select! {
@@ -142,6 +145,8 @@ struct Scheduler<C> {
     resume: Option<Resume>,
     /// What follows the hand-off channel, for the playout state.
     upcoming: watch::Sender<Vec<Arc<str>>>,
+    /// Tracks the pipeline found unplayable on air.
+    bad: mpsc::Receiver<TrackRef>,
 }
 
 impl<C: Catalog> Scheduler<C> {
@@ -189,6 +194,13 @@ impl<C: Catalog> Scheduler<C> {
                         Ok((seq, track, result)) => self.loaded(seq, track, result),
                         Err(e) => tracing::error!(error = %e, "track load task failed"),
                     }
+                }
+                Some(track) = self.bad.recv() => {
+                    self.policy.mark_bad(&track);
+                    // Already readied again for a later turn: not any more.
+                    self.ready.retain(|(_, l)| l.track != track);
+                    tracing::warn!(track = %track.key, "unplayable on air: kept out until it changes");
+                    self.publish_library_state();
                 }
                 changed = self.listing.changed() => {
                     if changed.is_err() {
@@ -338,11 +350,14 @@ impl<C: Catalog> Scheduler<C> {
 
     /// Files a finished load: ready to play, or skipped with its reason.
     fn loaded(&mut self, seq: u64, track: TrackRef, result: Result<LoadedTrack, Skip>) {
+        crate::supervise::fault("scheduler-panic", &track.key);
         if let Some(i) = self.loading.iter().position(|l| l.seq == seq) {
             self.loading.swap_remove(i);
         }
         let metrics = &self.station.metrics;
         match result {
+            // Found unplayable on air while it was loading again.
+            Ok(_) if self.policy.is_bad(&track) => {}
             Ok(loaded) => {
                 if std::mem::replace(&mut self.fetch_failing, false) {
                     tracing::info!(track = %track.key, "tracks can be fetched again");

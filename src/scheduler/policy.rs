@@ -115,7 +115,8 @@ impl Policy {
         }
     }
 
-    fn is_bad(&self, t: &TrackRef) -> bool {
+    /// Whether this version of a track is kept out.
+    pub fn is_bad(&self, t: &TrackRef) -> bool {
         self.bad.get(&t.key).is_some_and(|v| *v == t.version)
     }
 

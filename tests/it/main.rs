@@ -18,6 +18,7 @@ mod s3;
 #[path = "../s3_support/mod.rs"]
 mod s3_support;
 mod storage;
+mod supervision;
 mod support;
 mod surface;
 mod titles;

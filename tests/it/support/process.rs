@@ -109,6 +109,19 @@ impl Onair {
         logs.iter().find(|l| l["message"] == message).cloned()
     }
 
+    /// Waits for the process to end by itself: its exit code (`None`: killed by a signal), and
+    /// how long that took; panics after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let t = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), t.elapsed());
+            }
+            assert!(t.elapsed() < limit, "still running after {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM, then waits for the exit code, for at most `limit`.
     pub fn stop(mut self, limit: Duration) -> Option<i32> {
         self.signal("TERM");
