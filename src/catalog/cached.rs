@@ -310,6 +310,25 @@ impl<S: ObjectStore> Shared<S> {
         track: &TrackRef,
         exact_version: bool,
     ) -> Result<TrackData, CatalogError> {
+        match self.fetch_once(site, track, exact_version).await {
+            Err(CatalogError::Stalled { .. }) => {
+                // A body that stops once may be the path (a connection that died mid-transfer,
+                // one the client's pool handed out in a bad state); twice, on a new request, is
+                // the object. Only then is the track kept out until it changes.
+                tracing::info!(track = %track.key, site = self.sites[site].name,
+                    "a track's body stopped while storage answers: asking for it once more");
+                self.fetch_once(site, track, exact_version).await
+            }
+            other => other,
+        }
+    }
+
+    async fn fetch_once(
+        &self,
+        site: usize,
+        track: &TrackRef,
+        exact_version: bool,
+    ) -> Result<TrackData, CatalogError> {
         let store = &self.sites[site].store;
         let mut object = match store.open(track, exact_version).await {
             Ok(object) => object,
