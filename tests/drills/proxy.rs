@@ -54,6 +54,24 @@ impl Drop for StallProxy {
     }
 }
 
+/// Whether a `GET` request line in `data` names `marker`. Only request lines count: request
+/// bodies (the radio's saved playout state lists upcoming keys) must not mark a connection.
+fn names_in_request_line(data: &[u8], marker: &[u8]) -> bool {
+    let mut rest = data;
+    while let Some(at) = rest.windows(4).position(|w| w == b"GET ") {
+        let line = &rest[at..];
+        let end = line
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap_or(line.len());
+        if line[..end].windows(marker.len()).any(|w| w == marker) {
+            return true;
+        }
+        rest = &line[end..];
+    }
+    false
+}
+
 async fn relay(
     client: TcpStream,
     server: TcpStream,
@@ -71,7 +89,7 @@ async fn relay(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            if buf[..n].windows(marker.len()).any(|w| w == marker) {
+            if names_in_request_line(&buf[..n], marker) {
                 marked.store(true, Ordering::Relaxed);
             }
             if server_tx.write_all(&buf[..n]).await.is_err() {
