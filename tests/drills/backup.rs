@@ -26,17 +26,8 @@ async fn cold_start_on_the_backup_site_and_back() {
     primary.kill_gateway();
     let restart = scopeguard(|| primary.restart_gateway());
     let radio = Radio::start(&config(&library, ""), &[&primary, &backup]);
-    until(
-        Duration::from_secs(60),
-        "radio ready from the backup",
-        || async { (get(&radio.url("/readyz")).await.0 == 200).then_some(()) },
-    )
-    .await;
-    let silence_before = metrics(&radio)
-        .await
-        .get("onair_silence_seconds_total")
-        .unwrap_or(0.0);
-    let listener = Recorder::connect(radio.addr).await;
+    radio.wait_ready(Duration::from_secs(60)).await;
+    let watch = Watch::start(&radio).await;
     tokio::time::sleep(Duration::from_secs(25)).await;
     let m = metrics(&radio).await;
     assert_eq!(m.get("onair_storage_up{site=\"primary\"}"), Some(0.0));
@@ -59,18 +50,14 @@ async fn cold_start_on_the_backup_site_and_back() {
 
     drop(restart); // the primary's gateway starts again
     let back = Instant::now();
-    let recovered = until(
-        Duration::from_secs(60),
-        "the primary seen again",
-        || async {
-            (metrics(&radio)
-                .await
-                .get("onair_storage_up{site=\"primary\"}")
-                == Some(1.0))
-            .then(|| back.elapsed().as_secs_f64())
-        },
-    )
-    .await;
+    let recovered = radio
+        .seen(
+            "onair_storage_up{site=\"primary\"}",
+            1.0,
+            back,
+            Duration::from_secs(60),
+        )
+        .await;
     until(
         Duration::from_secs(90),
         "a track fetched from the primary",
@@ -90,12 +77,6 @@ async fn cold_start_on_the_backup_site_and_back() {
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
 
-    let m = metrics(&radio).await;
-    let silence = m.get("onair_silence_seconds_total").unwrap_or(0.0) - silence_before;
-    let capture = listener.finish().await;
-    let analysis = capture.analyse();
-    let (dead, problems) = verdict(&capture, &analysis, silence);
-    report(name, dead, Some(recovered), &sources(&m));
-    assert!(problems.is_empty(), "{name}: {problems:?}");
+    watch.judge(&radio, name, Some(recovered), Vec::new()).await;
     assert!(radio.stop().success());
 }

@@ -42,7 +42,7 @@ async fn a_kill_during_fetches_leaves_no_torn_entry() {
     .await;
     let mut big = fixture("08-untagged.wav").to_vec();
     big.extend(std::iter::repeat_n(0u8, 8 << 20));
-    put(&cat, "c-held.wav", big.into()).await;
+    put(&cat, "c-held.wav", big).await;
     let proxy = StallProxy::start(site.gateway_addr(), "c-held.wav", 1 << 20).await;
     let cache = tempfile::tempdir().unwrap();
     let config_text = config(
@@ -78,10 +78,7 @@ async fn a_kill_during_fetches_leaves_no_torn_entry() {
         ),
         &[&site],
     );
-    until(Duration::from_secs(30), "radio ready", || async {
-        (get(&radio.url("/readyz")).await.0 == 200).then_some(())
-    })
-    .await;
+    radio.wait_ready(Duration::from_secs(30)).await;
     let (temp, _) = cache_files(cache.path());
     assert!(
         temp.is_empty(),

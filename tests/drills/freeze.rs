@@ -12,6 +12,7 @@ use onair::catalog::{Cache, CachedCatalog, Catalog};
 use crate::harness::*;
 
 const FREEZE: Duration = Duration::from_secs(45);
+const UP: &str = "onair_storage_up{site=\"primary\"}";
 
 /// Seven tracks of 12–20 s, none with silences of its own.
 pub const LIBRARY: [(&str, &str); 7] = [
@@ -57,15 +58,8 @@ async fn drill(slug: &str, name: &str, start: Start) {
         ),
         &[&site],
     );
-    until(Duration::from_secs(30), "radio ready", || async {
-        (get(&radio.url("/readyz")).await.0 == 200).then_some(())
-    })
-    .await;
-    let silence_before = metrics(&radio)
-        .await
-        .get("onair_silence_seconds_total")
-        .unwrap_or(0.0);
-    let listener = Recorder::connect(radio.addr).await;
+    radio.wait_ready(Duration::from_secs(30)).await;
+    let watch = Watch::start(&radio).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // Line the freeze up with the track on air.
@@ -88,36 +82,20 @@ async fn drill(slug: &str, name: &str, start: Start) {
     let mut went_down = false;
     while froze_at.elapsed() < FREEZE {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        went_down |= metrics(&radio)
-            .await
-            .get("onair_storage_up{site=\"primary\"}")
-            == Some(0.0);
+        went_down |= metrics(&radio).await.get(UP) == Some(0.0);
     }
     drop(frozen);
     let thawed = Instant::now();
     let late = radio.logged("a storage fetch is late").len();
-    let recovered = until(Duration::from_secs(60), "storage seen again", || async {
-        (metrics(&radio)
-            .await
-            .get("onair_storage_up{site=\"primary\"}")
-            == Some(1.0))
-        .then(|| thawed.elapsed().as_secs_f64())
-    })
-    .await;
+    let recovered = radio.seen(UP, 1.0, thawed, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
-
-    let m = metrics(&radio).await;
-    let silence = m.get("onair_silence_seconds_total").unwrap_or(0.0) - silence_before;
-    let capture = listener.finish().await;
-    let analysis = capture.analyse();
-    let (dead, problems) = verdict(&capture, &analysis, silence);
-    report(name, dead, went_down.then_some(recovered), &sources(&m));
-    eprintln!("{name}: titles {:?}", capture.titles());
-    assert!(problems.is_empty(), "{name}: {problems:?}");
-    assert!(
-        late > 0,
-        "{name}: no fetch hung during the freeze, so the drill proved nothing"
-    );
+    let mut problems = Vec::new();
+    if late == 0 {
+        problems.push("no fetch hung during the freeze, so the drill proved nothing".into());
+    }
+    watch
+        .judge(&radio, name, went_down.then_some(recovered), problems)
+        .await;
     assert!(radio.stop().success());
 }
 

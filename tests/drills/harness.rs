@@ -209,22 +209,13 @@ pub fn fixture(file: &str) -> Bytes {
     Bytes::from(std::fs::read(media_dir().join(file)).unwrap())
 }
 
+pub use crate::s3_support::{delete, put};
+
 /// Uploads `(key, fixture file)` pairs.
 pub async fn upload(cat: &S3Catalog, files: &[(&str, &str)]) {
     for (key, file) in files {
         put(cat, key, fixture(file)).await;
     }
-}
-
-pub async fn put(cat: &S3Catalog, key: &str, data: Bytes) {
-    cat.client()
-        .put_object()
-        .bucket(cat.bucket())
-        .key(cat.object_key(key))
-        .body(ByteStream::from(data))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
 }
 
 /// Uploads a big file from disk, streamed.
@@ -238,16 +229,6 @@ pub async fn put_file(cat: &S3Catalog, key: &str, path: &Path) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
-}
-
-pub async fn delete(cat: &S3Catalog, key: &str) {
-    cat.client()
-        .delete_object()
-        .bucket(cat.bucket())
-        .key(cat.object_key(key))
-        .send()
-        .await
-        .expect("delete");
 }
 
 /// The `[library]` lines of an S3 library on `site` under `prefix`, through `endpoint` (the
@@ -338,6 +319,22 @@ impl Radio {
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Waits until `/readyz` answers 200 (music on every mount).
+    pub async fn wait_ready(&self, limit: Duration) {
+        until(limit, "radio ready", || async {
+            (get(&self.url("/readyz")).await.0 == 200).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until the metric `series` reads `value`; the seconds since `since` when it did.
+    pub async fn seen(&self, series: &str, value: f64, since: Instant, limit: Duration) -> f64 {
+        until(limit, &format!("{series} = {value}"), || async {
+            (metrics(self).await.get(series) == Some(value)).then(|| since.elapsed().as_secs_f64())
+        })
+        .await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -534,6 +531,46 @@ impl Recorder {
         let data = self.task.await.unwrap();
         let split = icy::split(&data, METAINT);
         Capture { split, seconds }
+    }
+}
+
+/// A listener kept on the radio for a whole drill, and the filler-silence count when it came.
+pub struct Watch {
+    listener: Recorder,
+    silence_before: f64,
+}
+
+impl Watch {
+    pub async fn start(radio: &Radio) -> Watch {
+        let silence_before = metrics(radio)
+            .await
+            .get("onair_silence_seconds_total")
+            .unwrap_or(0.0);
+        Watch {
+            listener: Recorder::connect(radio.addr).await,
+            silence_before,
+        }
+    }
+
+    /// Ends the drill: the capture decoded and judged ([`verdict`]), with `problems` the drill
+    /// found itself; reports the table row, then fails on any problem. The final metrics.
+    pub async fn judge(
+        self,
+        radio: &Radio,
+        drill: &str,
+        recovered: Option<f64>,
+        mut problems: Vec<String>,
+    ) -> Metrics {
+        let m = metrics(radio).await;
+        let silence = m.get("onair_silence_seconds_total").unwrap_or(0.0) - self.silence_before;
+        let capture = self.listener.finish().await;
+        let analysis = capture.analyse();
+        let (dead, found) = verdict(&capture, &analysis, silence);
+        problems.extend(found);
+        report(drill, dead, recovered, &sources(&m));
+        eprintln!("{drill}: titles {:?}", capture.titles());
+        assert!(problems.is_empty(), "{drill}: {problems:?}");
+        m
     }
 }
 

@@ -8,6 +8,7 @@ use crate::freeze::warm_cache;
 use crate::harness::*;
 
 const OUTAGE: Duration = Duration::from_secs(300);
+const UP: &str = "onair_storage_up{site=\"primary\"}";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_gateway_for_5_minutes() {
@@ -34,32 +35,15 @@ async fn killed_gateway_for_5_minutes() {
         s3_library(&site, &site.endpoint, &prefix, cache.path())
     );
     let radio = Radio::start(&config(&library, ""), &[&site]);
-    until(Duration::from_secs(30), "radio ready", || async {
-        (get(&radio.url("/readyz")).await.0 == 200).then_some(())
-    })
-    .await;
-    let silence_before = metrics(&radio)
-        .await
-        .get("onair_silence_seconds_total")
-        .unwrap_or(0.0);
-    let listener = Recorder::connect(radio.addr).await;
+    radio.wait_ready(Duration::from_secs(30)).await;
+    let watch = Watch::start(&radio).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     site.kill_gateway();
     let restart = scopeguard(|| site.restart_gateway());
     let killed = Instant::now();
-    until(Duration::from_secs(60), "storage seen down", || async {
-        (metrics(&radio)
-            .await
-            .get("onair_storage_up{site=\"primary\"}")
-            == Some(0.0))
-        .then_some(())
-    })
-    .await;
-    eprintln!(
-        "{name}: storage down after {:.1} s",
-        killed.elapsed().as_secs_f64()
-    );
+    let down = radio.seen(UP, 0.0, killed, Duration::from_secs(60)).await;
+    eprintln!("{name}: storage down after {down:.1} s");
     while killed.elapsed() < OUTAGE {
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(
@@ -78,14 +62,9 @@ async fn killed_gateway_for_5_minutes() {
         ],
     )
     .await;
-    let recovered = until(Duration::from_secs(60), "storage seen again", || async {
-        (metrics(&radio)
-            .await
-            .get("onair_storage_up{site=\"primary\"}")
-            == Some(1.0))
-        .then(|| restarted.elapsed().as_secs_f64())
-    })
-    .await;
+    let recovered = radio
+        .seen(UP, 1.0, restarted, Duration::from_secs(60))
+        .await;
     let played_new = until(Duration::from_secs(240), "a new track on air", || async {
         now_playing(&radio)
             .await
@@ -99,12 +78,6 @@ async fn killed_gateway_for_5_minutes() {
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
 
-    let m = metrics(&radio).await;
-    let silence = m.get("onair_silence_seconds_total").unwrap_or(0.0) - silence_before;
-    let capture = listener.finish().await;
-    let analysis = capture.analyse();
-    let (dead, problems) = verdict(&capture, &analysis, silence);
-    report(name, dead, Some(recovered), &sources(&m));
-    assert!(problems.is_empty(), "{name}: {problems:?}");
+    watch.judge(&radio, name, Some(recovered), Vec::new()).await;
     assert!(radio.stop().success());
 }

@@ -29,7 +29,7 @@ async fn deleted_refused_and_stalled_objects_are_skipped() {
     // Large enough that its body is still arriving when the proxy holds it.
     let mut big = fixture("08-untagged.wav").to_vec();
     big.extend(std::iter::repeat_n(0u8, 4 << 20));
-    put(&cat, "4-stall.wav", big.into()).await;
+    put(&cat, "4-stall.wav", big).await;
     put(&cat, "6-deleted.mp3", fixture("12-loud.mp3")).await;
     let policy = Policy::deny_get(&site, &cat.object_key("2-forbidden.mp3")).await;
 
@@ -40,18 +40,11 @@ async fn deleted_refused_and_stalled_objects_are_skipped() {
         &config(&library, "[playlist]\norder = \"sequential\"\n"),
         &[&site],
     );
-    until(Duration::from_secs(30), "radio ready", || async {
-        (get(&radio.url("/readyz")).await.0 == 200).then_some(())
-    })
-    .await;
+    radio.wait_ready(Duration::from_secs(30)).await;
     // Listed: now it goes away, before its turn comes.
     assert_eq!(metrics(&radio).await.get("onair_library_tracks"), Some(7.0));
     delete(&cat, "6-deleted.mp3").await;
-    let silence_before = metrics(&radio)
-        .await
-        .get("onair_silence_seconds_total")
-        .unwrap_or(0.0);
-    let listener = Recorder::connect(radio.addr).await;
+    let watch = Watch::start(&radio).await;
 
     let skipped = |m: &Metrics, reason: &str| {
         m.get(&format!(
@@ -84,14 +77,12 @@ async fn deleted_refused_and_stalled_objects_are_skipped() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     drop(policy);
 
-    let m = metrics(&radio).await;
-    let failures = m.sum("onair_storage_failed_requests_total", &["site=\"primary\""]);
-    let silence = m.get("onair_silence_seconds_total").unwrap_or(0.0) - silence_before;
-    let capture = listener.finish().await;
-    let analysis = capture.analyse();
-    let (dead, mut problems) = verdict(&capture, &analysis, silence);
+    let failures = metrics(&radio)
+        .await
+        .sum("onair_storage_failed_requests_total", &["site=\"primary\""]);
+    let mut problems = Vec::new();
     if storage_down.load(Ordering::Relaxed) {
-        problems.push("storage was marked down".into());
+        problems.push("storage was marked down".to_owned());
     }
     if failures > 0.0 {
         problems.push(format!("{failures} storage failures counted"));
@@ -99,8 +90,7 @@ async fn deleted_refused_and_stalled_objects_are_skipped() {
     if proxy.stalled.load(Ordering::Relaxed) == 0 {
         problems.push("the proxy never held a body".into());
     }
-    report(name, dead, None, &sources(&m));
-    assert!(problems.is_empty(), "{name}: {problems:?}");
+    watch.judge(&radio, name, None, problems).await;
     assert!(radio.stop().success());
 }
 
