@@ -6,6 +6,8 @@
 //! The thread never waits for the scheduler either: when no track is ready it sends silence, so
 //! listeners stay connected through an empty or unreachable library.
 
+pub mod limiter;
+
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
