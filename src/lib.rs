@@ -14,6 +14,7 @@
 //! the integration tests.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod app;
 pub mod audio;
 pub mod catalog;

@@ -7,6 +7,7 @@
 mod library;
 mod limits;
 mod playout;
+mod programme;
 mod raw;
 mod secret;
 pub mod storage;
@@ -35,6 +36,10 @@ pub struct Config {
     pub playlist: Playlist,
     /// Carrying the programme across restarts.
     pub playout: Playout,
+    /// What listeners hear: loudness, crossfades, silence trimming.
+    pub programme: Programme,
+    /// How tracks are measured.
+    pub analysis: AnalysisSettings,
     /// The PCM format every track is converted to before encoding.
     pub audio: Audio,
     /// One output stream each.
@@ -125,6 +130,55 @@ pub struct Playout {
     pub resume: bool,
     /// How often the playout state is checked and, when it changed, saved.
     pub save_interval: Duration,
+}
+
+/// `[programme]`
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Programme {
+    pub loudness: Loudness,
+    pub crossfade: Crossfade,
+    /// Leading and trailing silence is cut through the cue points.
+    pub trim_silence: bool,
+}
+
+/// Track loudness: gain = clamp(target − I, −max_cut, +max_boost), held so the track's true
+/// peak plus the gain stays within 3 dB of limiting above `true_peak`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Loudness {
+    pub target_lufs: f64,
+    pub true_peak_dbtp: f64,
+    pub max_boost_db: f64,
+    pub max_cut_db: f64,
+}
+
+/// `[programme.crossfade]`
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Crossfade {
+    pub enabled: bool,
+    /// The longest two tracks overlap (and at most half of the shorter one).
+    pub max_overlap: std::time::Duration,
+    /// How long the outgoing track fades.
+    pub fade_out: std::time::Duration,
+    pub curve: Curve,
+}
+
+/// The shape of a fade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    /// Quarter-sine/cosine: the sum of two uncorrelated tracks keeps its loudness.
+    EqualPower,
+    Linear,
+    /// Half-sine S-curve (Liquidsoap's `sin`).
+    Sine,
+}
+
+/// `[analysis]`
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnalysisSettings {
+    /// Tracks are analysed in the background; off, they play with their tags' gain only.
+    pub enabled: bool,
+    /// The analysis runs at most this many times real time.
+    pub max_speed: f64,
 }
 
 /// AutoDJ ordering rule.
@@ -554,6 +608,42 @@ mod tests {
             "mount[1].path = \"/metrics\": reserved",
             "mount[3].path = \"/x.mp3\": used by another mount",
             "mount[3].max_listeners",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+        }
+    }
+
+    #[test]
+    fn programme_settings_default_and_every_error_names_its_field() {
+        let c = parse("[[mount]]\npath = \"/a.mp3\"\n", Secrets::default()).unwrap();
+        let p = c.programme;
+        assert_eq!(
+            (p.loudness.target_lufs, p.loudness.true_peak_dbtp),
+            (-16.0, -1.0)
+        );
+        assert_eq!(
+            (p.loudness.max_boost_db, p.loudness.max_cut_db),
+            (10.0, 20.0)
+        );
+        assert!(p.crossfade.enabled && p.trim_silence);
+        assert_eq!(p.crossfade.max_overlap, Duration::from_secs(6));
+        assert_eq!(p.crossfade.fade_out, Duration::from_millis(2500));
+        assert_eq!(p.crossfade.curve, Curve::EqualPower);
+        assert!(c.analysis.enabled);
+        assert_eq!(c.analysis.max_speed, 50.0);
+        let joined = invalid(
+            "[programme]\nloudness_target = 3.0\ntrue_peak = 2.0\nmax_boost = -1.0\n\
+             [programme.crossfade]\nmax_overlap = \"2s\"\nfade_out = \"4s\"\ncurve = \"wobbly\"\n\
+             [analysis]\nmax_speed = 0.0\n[[mount]]\npath = \"/a\"\n",
+        )
+        .join("\n");
+        for needle in [
+            "programme.loudness_target = 3",
+            "programme.true_peak = 2",
+            "programme.max_boost = -1",
+            "programme.crossfade.curve = \"wobbly\"",
+            "programme.crossfade.fade_out (4s) is longer than max_overlap (2s)",
+            "analysis.max_speed = 0",
         ] {
             assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
         }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::library::RawLibrary;
 use super::playout::RawPlayout;
+use super::programme::{RawAnalysis, RawProgramme};
 pub(crate) use super::units::parse_duration;
 use super::{Amount, Audio, Codec, Config, MountConfig, Order, Playlist, Secret, Server, Station};
 
@@ -43,6 +44,10 @@ pub(super) struct RawConfig {
     playlist: RawPlaylist,
     #[serde(default)]
     playout: RawPlayout,
+    #[serde(default)]
+    programme: RawProgramme,
+    #[serde(default)]
+    analysis: RawAnalysis,
     #[serde(default)]
     audio: RawAudio,
     #[serde(default, rename = "mount")]
@@ -253,6 +258,8 @@ impl RawConfig {
         }
         let library = self.library.validate(&mut errors);
         let playout = self.playout.validate(&mut errors);
+        let programme = self.programme.validate(&mut errors);
+        let analysis = self.analysis.validate(&mut errors);
 
         let order = match self.playlist.order.as_str() {
             "shuffle" => Order::Shuffle,
@@ -316,6 +323,8 @@ impl RawConfig {
                 library,
                 playlist: Playlist { order },
                 playout,
+                programme,
+                analysis,
                 audio,
                 mounts,
             }),

@@ -7,6 +7,7 @@
 //! listeners stay connected through an empty or unreachable library.
 
 pub mod limiter;
+pub mod planner;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
