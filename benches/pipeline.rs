@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use onair::analysis::{Pace, analyse};
 use onair::audio::decode::TrackDecoder;
 use onair::audio::resample::Converter;
 use onair::catalog::TrackData;
@@ -14,6 +15,9 @@ use onair::config::Audio;
 use onair::encode::{Encoder, Mp3Encoder};
 use onair::fanout::position::StreamPos;
 use onair::http::icy::StreamTitle;
+use onair::metrics::Metrics;
+use onair::pipeline::limiter::{Limiter, LimiterSettings};
+use onair::pipeline::meter::Meter;
 use onair::ring::{Frame, FrameRing, Window};
 
 /// A fixture read from its file, as the pipeline reads tracks (through a bounded buffer).
@@ -162,9 +166,59 @@ fn fanout(c: &mut Criterion) {
     g.finish();
 }
 
+/// One track's analysis (decode + BS.1770 integrated, range, true peak, momentary series), uncapped:
+/// how many times real time one core analyses a library.
+fn analysis(c: &mut Criterion) {
+    let mut g = c.benchmark_group("analysis");
+    for (name, file, secs) in [
+        ("mp3_44k", "01-cbr128.mp3", 20.0),
+        ("flac_44k", "04-flac16.flac", 12.0),
+    ] {
+        let bytes = fixture(file);
+        g.throughput(Throughput::Elements(secs as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(analyse(&bytes, &Pace::new(0.0)).expect("analyses")))
+        });
+    }
+    g.finish();
+}
+
+/// What the programme adds per station, per second of audio: the two-deck sum with a fade,
+/// the true-peak limiter (8x oversampled) and the on-air meter, in the pipeline's 100 ms
+/// blocks of 44.1 kHz stereo.
+fn programme(c: &mut Criterion) {
+    let mut g = c.benchmark_group("programme");
+    let seconds = 10.0;
+    let a = sine(44_100, 2, seconds);
+    let b: Vec<f32> = a.iter().rev().copied().collect();
+    let block = 4_410 * 2;
+    g.throughput(Throughput::Elements(seconds as u64));
+    g.bench_function("mix_limit_meter_44k_stereo", |bench| {
+        let metrics = Metrics::new();
+        let mut limiter = Limiter::new(44_100, 2, LimiterSettings::default());
+        let mut meter = Meter::new(44_100, 2);
+        let mut out = vec![0.0f32; block];
+        bench.iter(|| {
+            for (i, (x, y)) in a.chunks(block).zip(b.chunks(block)).enumerate() {
+                let out = &mut out[..x.len()];
+                // Gains as in a crossfade (both decks sound), louder than full scale: the
+                // limiter works on every block.
+                let fade = 1.0 - (i as f32 / 100.0).min(1.0);
+                for ((o, x), y) in out.iter_mut().zip(x).zip(y) {
+                    *o = x * 1.6 * fade + y * 1.6;
+                }
+                limiter.process(out);
+                meter.add(out, None, &metrics);
+            }
+            black_box(limiter.take_reduction_db())
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).measurement_time(std::time::Duration::from_secs(3));
-    targets = decode, resample, encode, chain, fanout
+    targets = decode, resample, encode, chain, fanout, analysis, programme
 }
 criterion_main!(benches);

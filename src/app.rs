@@ -41,6 +41,9 @@ pub struct Options {
     /// A socket already bound for the ops paths (tests bind port 0). Without it, `run` binds
     /// `server.admin_listen` when that is set.
     pub admin_listener: Option<TcpListener>,
+    /// Gets the programme as every encoder does (after the limiter), block by block:
+    /// interleaved samples in the station format. Tests measure what listeners hear on it.
+    pub programme_tap: Option<std::sync::mpsc::Sender<Vec<f32>>>,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
             reopen: Reopen::default(),
             log_dropped: crate::metrics::log_lines_dropped(),
             admin_listener: None,
+            programme_tap: None,
         }
     }
 }
@@ -134,6 +138,7 @@ pub async fn run_with(
         track_rx,
         bad_tx,
         options.clock,
+        options.programme_tap,
         watchdog.clone(),
     )
     .context("starting the audio pipeline")?;

@@ -66,7 +66,22 @@ pub struct Metrics {
     pub open_connections: IntGauge,
     pub event_subscribers: IntGauge,
     pub access_log_dropped: IntCounter,
+    pub analysis_total: IntCounterVec,
+    pub analysis_seconds: Histogram,
+    pub analysis_queue: IntGauge,
+    pub sidecars_in_cache: IntCounter,
+    pub track_gain_db: Histogram,
+    pub transitions: IntCounterVec,
+    pub transition_overlap_seconds: Histogram,
+    pub silence_trimmed_seconds: prometheus::CounterVec,
+    pub limiter_gain_reduction_db: prometheus::Gauge,
+    pub clip_samples: IntCounter,
+    pub output_loudness_lufs: prometheus::GaugeVec,
+    pub output_true_peak_dbtp: prometheus::Gauge,
 }
+
+/// Results of a track analysis (label `result` of `onair_analysis_total`).
+pub const ANALYSIS_RESULTS: [&str; 3] = ["ok", "error", "cached"];
 
 /// Skip reasons, created at zero so that `increase()` sees the first one.
 pub const SKIP_REASONS: [&str; 8] = [
@@ -211,6 +226,77 @@ impl Metrics {
                 "onair_ready",
                 "1 when every mount plays music (what /readyz answers 200 for), else 0"
             )),
+            analysis_total: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_analysis_total",
+                    "Track analyses: ok (measured now), error (not measurable), cached (its sidecar was valid)"
+                ),
+                &["result"]
+            )),
+            analysis_seconds: reg!(Histogram::with_opts(
+                HistogramOpts::new(
+                    "onair_analysis_seconds",
+                    "Time to analyse one track (decode and measure, paced at analysis.max_speed)"
+                )
+                .buckets(vec![0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0])
+            )),
+            analysis_queue: reg!(IntGauge::new(
+                "onair_analysis_queue",
+                "Listed track versions with no analysis yet"
+            )),
+            sidecars_in_cache: reg!(IntCounter::new(
+                "onair_sidecars_in_cache_total",
+                "Analysis sidecars the library refused, kept in the disk cache instead"
+            )),
+            track_gain_db: reg!(Histogram::with_opts(
+                HistogramOpts::new(
+                    "onair_track_gain_db",
+                    "The gain each track played with (dB), from its loudness"
+                )
+                .buckets(vec![
+                    -20.0, -15.0, -10.0, -6.0, -3.0, -1.0, 0.0, 1.0, 3.0, 6.0, 10.0
+                ])
+            )),
+            transitions: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_transitions_total",
+                    "Transitions between tracks, by kind (crossfade, sequence, jingle, skip)"
+                ),
+                &["kind"]
+            )),
+            transition_overlap_seconds: reg!(Histogram::with_opts(
+                HistogramOpts::new(
+                    "onair_transition_overlap_seconds",
+                    "How long two tracks overlapped in a transition"
+                )
+                .buckets(vec![0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 10.0])
+            )),
+            silence_trimmed_seconds: reg!(prometheus::CounterVec::new(
+                Opts::new(
+                    "onair_silence_trimmed_seconds_total",
+                    "Leading (head) and trailing (tail) silence cut through the cue points"
+                ),
+                &["edge"]
+            )),
+            limiter_gain_reduction_db: reg!(prometheus::Gauge::new(
+                "onair_limiter_gain_reduction_db",
+                "The limiter's deepest gain reduction in the last block (dB)"
+            )),
+            clip_samples: reg!(IntCounter::new(
+                "onair_clip_samples_total",
+                "Samples clipped after the limiter (a last resort; should stay 0)"
+            )),
+            output_loudness_lufs: reg!(prometheus::GaugeVec::new(
+                Opts::new(
+                    "onair_output_loudness_lufs",
+                    "Loudness of the programme as sent, momentary (400 ms) and short-term (3 s)"
+                ),
+                &["window"]
+            )),
+            output_true_peak_dbtp: reg!(prometheus::Gauge::new(
+                "onair_output_true_peak_dbtp",
+                "True peak of the programme as sent, over the last second (dBTP)"
+            )),
             accept_errors: reg!(IntCounterVec::new(
                 Opts::new(
                     "onair_accept_errors_total",
@@ -250,6 +336,15 @@ impl Metrics {
         }
         for kind in STORAGE_ERROR_KINDS {
             m.storage_errors.with_label_values(&[kind]);
+        }
+        for result in ANALYSIS_RESULTS {
+            m.analysis_total.with_label_values(&[result]);
+        }
+        for kind in crate::pipeline::planner::Kind::ALL {
+            m.transitions.with_label_values(&[kind.label()]);
+        }
+        for edge in ["head", "tail"] {
+            m.silence_trimmed_seconds.with_label_values(&[edge]);
         }
         for kind in ACCEPT_ERROR_KINDS {
             m.accept_errors.with_label_values(&[kind]);

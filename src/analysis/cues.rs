@@ -64,6 +64,8 @@ pub struct Cues {
     pub ending: Ending,
     /// Shorter than [`CueSettings::jingle`]: played whole, never faded, never trimmed.
     pub jingle: bool,
+    /// The whole track, silences included.
+    pub duration: Duration,
 }
 
 impl Cues {
@@ -75,6 +77,17 @@ impl Cues {
             start_next: duration,
             ending: Ending::Hard,
             jingle,
+            duration,
+        }
+    }
+
+    /// Where the track stops when nothing overlaps it: its cue-out when trimming silence (a
+    /// jingle is never trimmed), else its very end.
+    pub fn stop(&self, trim: bool) -> Duration {
+        if trim && !self.jingle {
+            self.cue_out
+        } else {
+            self.duration.max(self.cue_out)
         }
     }
 
@@ -100,16 +113,25 @@ pub fn cues(facts: &Facts, settings: &CueSettings) -> Cues {
     let (Some(first), Some(out)) = (first, last(settings.cue_out_lu)) else {
         return Cues::whole(duration, false);
     };
-    // A block is the 400 ms that end with it: a loud onset makes the first block that holds
-    // 100 ms of it loud enough, so the onset is about 100 ms before that block's end; 100 ms
-    // more is a margin for the attack. Under 200 ms is not worth cutting.
-    let cue_in = Envelope::end_of(first).saturating_sub(STEP * 2);
+    // A block is the 400 ms that end with it. The block before `first` was under the
+    // threshold, so the music starts within the last 100 ms of `first`: cue-in there leaves at
+    // most 100 ms of silence and cuts nothing above the threshold. Under 200 ms is not worth
+    // cutting.
+    let cue_in = Envelope::end_of(first).saturating_sub(STEP);
     let cue_in = if cue_in < STEP * 2 {
         Duration::ZERO
     } else {
         cue_in
     };
-    let cue_out = Envelope::end_of(out).min(duration).max(cue_in);
+    // Likewise the block after `out` (its window starts 300 ms before `out` ends) is under the
+    // threshold, so the music ended in the first 100 ms of `out`'s window; a track that sounds
+    // to its last block plays to its very end.
+    let cue_out = if out + 1 < env.len() {
+        Envelope::end_of(out).saturating_sub(STEP * 3)
+    } else {
+        duration
+    };
+    let cue_out = cue_out.min(duration).max(cue_in);
     let mut next = last(settings.start_next_lu).unwrap_or(out);
     let mut ending = Ending::Fade;
     let tail = Envelope::end_of(out).saturating_sub(Envelope::end_of(next));
@@ -129,6 +151,7 @@ pub fn cues(facts: &Facts, settings: &CueSettings) -> Cues {
         start_next,
         ending,
         jingle: false,
+        duration,
     }
 }
 
@@ -166,7 +189,12 @@ mod tests {
             _ => 0.0,
         }));
         let c = cues(&f, &CueSettings::default());
-        assert!((secs(c.cue_in) - 3.0).abs() <= 0.3, "cue-in {:?}", c.cue_in);
+        // Never after the onset, at most 100 ms of silence before it.
+        assert!(
+            secs(c.cue_in) > 2.89 && secs(c.cue_in) <= 3.0,
+            "cue-in {:?}",
+            c.cue_in
+        );
         // -42 LU under the music is near the very end of the fade.
         assert!(
             secs(c.cue_out) > 28.0 && secs(c.cue_out) <= 29.5,
@@ -188,9 +216,14 @@ mod tests {
         let f = facts_of(tone(44_100, 20.0, |t| if t < 18.0 { 0.5 } else { 0.0 }));
         let c = cues(&f, &CueSettings::default());
         assert_eq!(c.ending, Ending::Hard);
-        assert!((secs(c.cue_out) - 18.0).abs() < 0.5, "{c:?}");
+        // At the last sound, with at most 100 ms of the silence after it.
+        assert!(secs(c.cue_out) >= 18.0 && secs(c.cue_out) <= 18.11, "{c:?}");
         assert!(c.cue_out - c.start_next < Duration::from_millis(500));
         assert_eq!(c.cue_in, Duration::ZERO);
+        // Sound up to the last sample: played to its very end.
+        let f = facts_of(tone(44_100, 20.0, |_| 0.5));
+        let c = cues(&f, &CueSettings::default());
+        assert_eq!(c.cue_out, c.duration, "{c:?}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, FormatReader, SeekMode, SeekTo, TrackType};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
-use symphonia::core::meta::{MetadataOptions, MetadataRevision, StandardTag};
+use symphonia::core::meta::{MetadataOptions, MetadataRevision, RawValue, StandardTag};
 use symphonia::core::units::{Time, TimeBase};
 
 use crate::catalog::{TrackData, TrackReader};
@@ -83,6 +83,9 @@ pub struct TrackTags {
     pub sample_rate: u32,
     pub channels: usize,
     pub duration: Option<Duration>,
+    /// The integrated loudness (LUFS) its ReplayGain or R128 tags imply, when they hold a
+    /// plausible one: a provisional gain until the track is analysed.
+    pub tag_loudness_lufs: Option<f64>,
 }
 
 /// An open track, decoding packet by packet.
@@ -496,6 +499,7 @@ fn read_tags(format: &mut dyn FormatReader, track_id: u32, tags: &mut TrackTags)
     if let Some(rev) = log.current() {
         revisions.push(rev.clone());
     }
+    let (mut rg_gain, mut rg_reference, mut r128_gain) = (None, None, None);
     for rev in &revisions {
         let per_track = rev
             .per_track
@@ -508,10 +512,51 @@ fn read_tags(format: &mut dyn FormatReader, track_id: u32, tags: &mut TrackTags)
                     tags.title = non_blank(v)
                 }
                 Some(StandardTag::Artist(v)) if tags.artist.is_none() => tags.artist = non_blank(v),
+                Some(StandardTag::ReplayGainTrackGain(v)) => rg_gain = rg_gain.or(decibels(v)),
+                Some(StandardTag::ReplayGainReferenceLoudness(v)) => {
+                    rg_reference = rg_reference.or(decibels(v))
+                }
+                _ if tag.raw.key.eq_ignore_ascii_case("R128_TRACK_GAIN") => {
+                    if let RawValue::String(v) = &tag.raw.value {
+                        r128_gain = r128_gain.or(v.trim().parse::<i32>().ok());
+                    } else if let RawValue::SignedInt(v) = tag.raw.value {
+                        r128_gain = r128_gain.or(i32::try_from(v).ok());
+                    }
+                }
                 _ => {}
             }
         }
     }
+    tags.tag_loudness_lufs = tag_loudness(rg_gain, rg_reference, r128_gain);
+}
+
+/// A level as tags write it: "-6.54 dB", "+3.2", "89 dB".
+fn decibels(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("dB")
+        .or_else(|| t.strip_suffix("db"))
+        .or_else(|| t.strip_suffix("LUFS"))
+        .unwrap_or(t)
+        .trim();
+    t.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// The loudness the tags imply. ReplayGain 2 gains are relative to -18 LUFS (or to the
+/// reference they name; a positive one such as mp3gain's "89 dB" is the same -18); R128 gains
+/// (Ogg Opus, Q7.8 dB) to -23 LUFS. Gains beyond ±20 dB are not trusted.
+fn tag_loudness(rg_gain: Option<f64>, rg_reference: Option<f64>, r128: Option<i32>) -> Option<f64> {
+    let plausible = |g: &f64| g.abs() <= 20.0;
+    if let Some(gain) = rg_gain.filter(plausible) {
+        let reference = match rg_reference {
+            Some(r) if (-30.0..=-5.0).contains(&r) => r,
+            _ => -18.0,
+        };
+        return Some(reference - gain);
+    }
+    r128.map(|q| f64::from(q) / 256.0)
+        .filter(plausible)
+        .map(|gain| -23.0 - gain)
 }
 
 fn non_blank(s: &str) -> Option<String> {
@@ -694,5 +739,22 @@ mod tests {
         let err = probe(&mem(nine)).unwrap_err();
         assert_eq!(err.reason(), "unsupported", "{err}");
         assert!(probe(&mem(wav(8000, 8, 0.2))).is_ok());
+    }
+
+    #[test]
+    fn tags_imply_a_loudness_on_one_reference() {
+        assert_eq!(decibels("-6.54 dB"), Some(-6.54));
+        assert_eq!(decibels(" +3.2 "), Some(3.2));
+        assert_eq!(decibels("loud"), None);
+        // ReplayGain 2: -18 LUFS reference.
+        assert_eq!(tag_loudness(Some(-6.0), None, None), Some(-12.0));
+        // mp3gain's "89 dB" reference is the same -18.
+        assert_eq!(tag_loudness(Some(-6.0), Some(89.0), None), Some(-12.0));
+        assert_eq!(tag_loudness(Some(2.0), Some(-23.0), None), Some(-25.0));
+        // R128 (Opus): Q7.8 dB relative to -23 LUFS; -5 dB is -1280.
+        assert_eq!(tag_loudness(None, None, Some(-1280)), Some(-18.0));
+        // Implausible gains are no information.
+        assert_eq!(tag_loudness(Some(40.0), None, None), None);
+        assert_eq!(tag_loudness(None, None, Some(256 * 30)), None);
     }
 }

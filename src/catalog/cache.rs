@@ -193,6 +193,16 @@ impl Cache {
     ) -> Result<EntryWriter, CacheError> {
         let header_len = header_len(track);
         let keep = expected_len.is_none_or(|n| n.saturating_add(header_len) <= self.max_bytes());
+        self.writer_to(track, keep).await
+    }
+
+    /// An unnamed scratch file for a track that is read once and not kept (the analysis of a
+    /// track not cached): it takes no room from the tracks about to play.
+    pub async fn scratch_writer(&self, track: &TrackRef) -> Result<EntryWriter, CacheError> {
+        self.writer_to(track, false).await
+    }
+
+    async fn writer_to(&self, track: &TrackRef, keep: bool) -> Result<EntryWriter, CacheError> {
         let temp = self.shared.dir.join(format!(
             "{TEMP_PREFIX}{}-{:016x}",
             std::process::id(),

@@ -23,7 +23,10 @@ use bytes::BytesMut;
 use super::cache::{Cache, EntryWriter};
 use super::store::{ObjectBody, ObjectStore};
 use super::track::TrackData;
-use super::{Availability, Catalog, CatalogError, STATE_DIR, StorageErrorKind, TrackRef};
+use super::{
+    Availability, Catalog, CatalogError, STATE_DIR, SidecarPlace, StorageErrorKind, TrackRef,
+    sidecar_file_name, write_whole,
+};
 pub use crate::metrics::SiteStats;
 
 /// Failed requests in a row that mark a site down: one can be bad luck (a connection reset),
@@ -153,6 +156,28 @@ impl<S: ObjectStore> CachedCatalog<S> {
         self.shared.hit_bytes.load(Ordering::Relaxed)
     }
     /// Bytes fetched from storage.
+    /// `track` from the first site that has it (the primary, then the backup).
+    async fn fetch_from_sites(
+        &self,
+        track: &TrackRef,
+        purpose: Purpose,
+    ) -> Result<TrackData, CatalogError> {
+        let shared = &self.shared;
+        let mut last_error = None;
+        for site in shared.candidates() {
+            // The listed version is asked for only from the primary, and only when the library
+            // holds its listing; a backup is a replica, served as it is.
+            let exact = site == 0 && shared.listed_from.load(Ordering::Relaxed) == 0;
+            match shared.fetch_from(site, track, exact, purpose).await {
+                Ok(data) => return Ok(data),
+                // The site failed: the next one may have it.
+                Err(e) if e.storage_kind().is_some() => last_error = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(all_down))
+    }
+
     pub fn fetched_bytes(&self) -> u64 {
         self.shared.fetched_bytes.load(Ordering::Relaxed)
     }
@@ -192,6 +217,15 @@ impl<S: ObjectStore> CachedCatalog<S> {
     /// The cache.
     pub fn cache(&self) -> &Cache {
         &self.shared.cache
+    }
+
+    /// Where a sidecar the bucket refused is kept: beside the cached tracks.
+    fn sidecar_cache_path(&self, track: &TrackRef) -> std::path::PathBuf {
+        self.shared
+            .cache
+            .dir()
+            .join("sidecars")
+            .join(sidecar_file_name(track))
     }
 }
 
@@ -309,15 +343,16 @@ impl<S: ObjectStore> Shared<S> {
         site: usize,
         track: &TrackRef,
         exact_version: bool,
+        purpose: Purpose,
     ) -> Result<TrackData, CatalogError> {
-        match self.fetch_once(site, track, exact_version).await {
+        match self.fetch_once(site, track, exact_version, purpose).await {
             Err(CatalogError::Stalled { .. }) => {
                 // A body that stops once may be the path (a connection that died mid-transfer,
                 // one the client's pool handed out in a bad state); twice, on a new request, is
                 // the object. Only then is the track kept out until it changes.
                 tracing::info!(track = %track.key, site = self.sites[site].name,
                     "a track's body stopped while storage answers: asking for it once more");
-                self.fetch_once(site, track, exact_version).await
+                self.fetch_once(site, track, exact_version, purpose).await
             }
             other => other,
         }
@@ -328,6 +363,7 @@ impl<S: ObjectStore> Shared<S> {
         site: usize,
         track: &TrackRef,
         exact_version: bool,
+        purpose: Purpose,
     ) -> Result<TrackData, CatalogError> {
         let store = &self.sites[site].store;
         let mut object = match store.open(track, exact_version).await {
@@ -360,7 +396,7 @@ impl<S: ObjectStore> Shared<S> {
             },
             _ => track.clone(),
         };
-        let mut sink = self.sink(&stored_as, object.len).await?;
+        let mut sink = self.sink(&stored_as, object.len, purpose).await?;
         let mut received = 0u64;
         loop {
             match object.body.next().await {
@@ -414,8 +450,17 @@ impl<S: ObjectStore> Shared<S> {
 
     /// Where an arriving object goes: the cache, or memory when the cache cannot be written
     /// and the object is small.
-    async fn sink(&self, track: &TrackRef, len: Option<u64>) -> Result<Sink, CatalogError> {
-        match self.cache.writer(track, len).await {
+    async fn sink(
+        &self,
+        track: &TrackRef,
+        len: Option<u64>,
+        purpose: Purpose,
+    ) -> Result<Sink, CatalogError> {
+        let writer = match purpose {
+            Purpose::Play => self.cache.writer(track, len).await,
+            Purpose::Analysis => self.cache.scratch_writer(track).await,
+        };
+        match writer {
             Ok(writer) => {
                 if self.write_failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("disk cache writable again");
@@ -435,6 +480,14 @@ impl<S: ObjectStore> Shared<S> {
             }
         }
     }
+}
+
+/// Why a track is fetched: to play it (kept in the cache), or to analyse it (read once from a
+/// scratch file, so that analysing the library never evicts the tracks about to play).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Play,
+    Analysis,
 }
 
 /// Where a fetched object's bytes go.
@@ -534,19 +587,15 @@ impl<S: ObjectStore> Catalog for CachedCatalog<S> {
             return Ok(data);
         }
         shared.misses.fetch_add(1, Ordering::Relaxed);
-        let mut last_error = None;
-        for site in shared.candidates() {
-            // The listed version is asked for only from the primary, and only when the library
-            // holds its listing; a backup is a replica, served as it is.
-            let exact = site == 0 && shared.listed_from.load(Ordering::Relaxed) == 0;
-            match shared.fetch_from(site, track, exact).await {
-                Ok(data) => return Ok(data),
-                // The site failed: the next one may have it.
-                Err(e) if e.storage_kind().is_some() => last_error = Some(e),
-                Err(e) => return Err(e),
-            }
+        self.fetch_from_sites(track, Purpose::Play).await
+    }
+
+    async fn fetch_to_analyse(&self, track: &TrackRef) -> Result<TrackData, CatalogError> {
+        // A cached copy costs nothing; otherwise a scratch copy that the cache never holds.
+        if let Some(data) = self.shared.cache.get(track).await {
+            return Ok(data);
         }
-        Err(last_error.unwrap_or_else(all_down))
+        self.fetch_from_sites(track, Purpose::Analysis).await
     }
 
     fn availability(&self, track: &TrackRef) -> Availability {
@@ -625,6 +674,58 @@ impl<S: ObjectStore> Catalog for CachedCatalog<S> {
             }
         }
         Err(last_error.unwrap_or_else(all_down))
+    }
+
+    async fn load_sidecar(&self, track: &TrackRef) -> Result<Option<bytes::Bytes>, CatalogError> {
+        let shared = &self.shared;
+        let name = format!("{}{}", track.key, crate::analysis::sidecar::SUFFIX);
+        if let Some(site) = shared.candidates().first().copied() {
+            match shared.sites[site].store.get(&name).await {
+                Ok(Some(data)) => return Ok(Some(data)),
+                Ok(None) => {}
+                Err(e) if e.storage_kind().is_some() => {
+                    shared.failed(site, &e);
+                }
+                Err(_) => {} // refused: maybe it went to the cache folder
+            }
+        }
+        let path = self.sidecar_cache_path(track);
+        tokio::task::spawn_blocking(move || match std::fs::read(&path) {
+            Ok(data) => Ok(Some(bytes::Bytes::from(data))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CatalogError::Local(format!("{}: {e}", path.display()))),
+        })
+        .await
+        .unwrap_or_else(|e| Err(CatalogError::Local(format!("sidecar task failed: {e}"))))
+    }
+
+    async fn save_sidecar(
+        &self,
+        track: &TrackRef,
+        data: bytes::Bytes,
+    ) -> Result<SidecarPlace, CatalogError> {
+        let shared = &self.shared;
+        let name = format!("{}{}", track.key, crate::analysis::sidecar::SUFFIX);
+        if let Some(site) = shared.candidates().first().copied() {
+            match shared.sites[site].store.put(&name, data.clone()).await {
+                Ok(()) => return Ok(SidecarPlace::Beside),
+                Err(e) => {
+                    if e.storage_kind().is_some() {
+                        shared.failed(site, &e);
+                    }
+                    tracing::debug!(track = %track.key, error = %e,
+                        "the bucket refused the sidecar; keeping it in the disk cache");
+                }
+            }
+        }
+        let path = self.sidecar_cache_path(track);
+        tokio::task::spawn_blocking(move || {
+            write_whole(&path, &data)
+                .map(|()| SidecarPlace::Cache)
+                .map_err(|e| CatalogError::Local(format!("{}: {e}", path.display())))
+        })
+        .await
+        .unwrap_or_else(|e| Err(CatalogError::Local(format!("sidecar task failed: {e}"))))
     }
 }
 

@@ -15,7 +15,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::{
-    Catalog, CatalogError, STATE_DIR, StorageErrorKind, TrackData, TrackRef, is_ignored_name,
+    Catalog, CatalogError, SIDECAR_DIR, STATE_DIR, SidecarPlace, StorageErrorKind, TrackData,
+    TrackRef, is_ignored_name, sidecar_file_name, write_whole,
 };
 
 /// The longest a listing, an open or a state file operation may take.
@@ -95,6 +96,25 @@ impl LocalCatalog {
 
     fn state_path(&self, name: &str) -> PathBuf {
         self.root.join(STATE_DIR).join(name)
+    }
+
+    /// Beside the track: `.onair/analysis/<key>.onair.json` in the folder.
+    fn sidecar_path(&self, track: &TrackRef) -> PathBuf {
+        self.root.join(SIDECAR_DIR).join(format!(
+            "{}{}",
+            track.key,
+            crate::analysis::sidecar::SUFFIX
+        ))
+    }
+
+    /// When the folder is read-only: a folder of its own under the system's temporary one.
+    fn fallback_path(&self, track: &TrackRef) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let root = Sha256::digest(self.root.to_string_lossy().as_bytes());
+        let root: String = root[..8].iter().map(|b| format!("{b:02x}")).collect();
+        std::env::temp_dir()
+            .join(format!("onair-analysis-{root}"))
+            .join(sidecar_file_name(track))
     }
 }
 
@@ -179,14 +199,43 @@ impl Catalog for LocalCatalog {
     async fn save_state(&self, name: &str, data: Bytes) -> Result<(), CatalogError> {
         let path = self.state_path(name);
         with_timeout(format!("writing {}", path.display()), move || {
-            let local = |e: std::io::Error| CatalogError::Local(format!("{}: {e}", path.display()));
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(local)?;
-            }
             // Whole or not at all: a crash mid-write leaves the previous state.
-            let temp = path.with_extension(format!("tmp-{}", std::process::id()));
-            std::fs::write(&temp, &data).map_err(local)?;
-            std::fs::rename(&temp, &path).map_err(local)
+            write_whole(&path, &data)
+                .map_err(|e| CatalogError::Local(format!("{}: {e}", path.display())))
+        })
+        .await
+    }
+
+    async fn load_sidecar(&self, track: &TrackRef) -> Result<Option<Bytes>, CatalogError> {
+        let paths = [self.sidecar_path(track), self.fallback_path(track)];
+        with_timeout(format!("reading the sidecar of {}", track.key), move || {
+            for path in paths {
+                match std::fs::read(&path) {
+                    Ok(data) => return Ok(Some(Bytes::from(data))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(CatalogError::Local(format!("{}: {e}", path.display())));
+                    }
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn save_sidecar(
+        &self,
+        track: &TrackRef,
+        data: Bytes,
+    ) -> Result<SidecarPlace, CatalogError> {
+        let (beside, fallback) = (self.sidecar_path(track), self.fallback_path(track));
+        with_timeout(format!("writing the sidecar of {}", track.key), move || {
+            if write_whole(&beside, &data).is_ok() {
+                return Ok(SidecarPlace::Beside);
+            }
+            write_whole(&fallback, &data)
+                .map(|()| SidecarPlace::Cache)
+                .map_err(|e| CatalogError::Local(format!("{}: {e}", fallback.display())))
         })
         .await
     }

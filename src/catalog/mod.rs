@@ -149,6 +149,14 @@ pub trait Catalog: Send + Sync + 'static {
         &self,
         track: &TrackRef,
     ) -> impl Future<Output = Result<TrackData, CatalogError>> + Send;
+    /// One track to be analysed: as `fetch`, but a track not cached is read from a scratch
+    /// copy that the cache never keeps.
+    fn fetch_to_analyse(
+        &self,
+        track: &TrackRef,
+    ) -> impl Future<Output = Result<TrackData, CatalogError>> + Send {
+        self.fetch(track)
+    }
     /// Where the library lives, for logs and status.
     fn describe(&self) -> String;
     /// Where a fetch of `track` would be served from now, so the scheduler can prefer tracks
@@ -173,6 +181,27 @@ pub trait Catalog: Send + Sync + 'static {
         name: &str,
         data: Bytes,
     ) -> impl Future<Output = Result<(), CatalogError>> + Send;
+    /// The analysis sidecar kept for `track` (any version: the caller checks it), if any.
+    fn load_sidecar(
+        &self,
+        track: &TrackRef,
+    ) -> impl Future<Output = Result<Option<Bytes>, CatalogError>> + Send;
+    /// Keeps the analysis sidecar of `track`: beside it when the storage takes it, else in a
+    /// local cache folder (said by the result).
+    fn save_sidecar(
+        &self,
+        track: &TrackRef,
+        data: Bytes,
+    ) -> impl Future<Output = Result<SidecarPlace, CatalogError>> + Send;
+}
+
+/// Where a sidecar was kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SidecarPlace {
+    /// Beside the track (an object in the bucket, a file under the folder's `.onair/`).
+    Beside,
+    /// The library refused it: in the disk cache (or a temporary folder) instead.
+    Cache,
 }
 
 /// Where a fetch would be served from (see [`Catalog::availability`]).
@@ -252,6 +281,13 @@ impl Catalog for Library {
         }
     }
 
+    async fn fetch_to_analyse(&self, track: &TrackRef) -> Result<TrackData, CatalogError> {
+        match self {
+            Library::Local(c) => c.fetch_to_analyse(track).await,
+            Library::S3(c) => c.fetch_to_analyse(track).await,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Library::Local(c) => c.describe(),
@@ -286,6 +322,24 @@ impl Catalog for Library {
             Library::S3(c) => c.save_state(name, data).await,
         }
     }
+
+    async fn load_sidecar(&self, track: &TrackRef) -> Result<Option<Bytes>, CatalogError> {
+        match self {
+            Library::Local(c) => c.load_sidecar(track).await,
+            Library::S3(c) => c.load_sidecar(track).await,
+        }
+    }
+
+    async fn save_sidecar(
+        &self,
+        track: &TrackRef,
+        data: Bytes,
+    ) -> Result<SidecarPlace, CatalogError> {
+        match self {
+            Library::Local(c) => c.save_sidecar(track, data).await,
+            Library::S3(c) => c.save_sidecar(track, data).await,
+        }
+    }
 }
 
 /// Extensions that are never audio, so they are not even tried (as `93-notes.txt`). Everything else
@@ -307,6 +361,32 @@ pub(crate) fn is_ignored_name(name: &str) -> bool {
 /// Where state objects live, relative to the library root or prefix: hidden, so listings
 /// never take them for tracks.
 pub(crate) const STATE_DIR: &str = ".onair/state/";
+/// Where a local folder keeps sidecars (relative to its root; hidden likewise).
+pub(crate) const SIDECAR_DIR: &str = ".onair/analysis/";
+
+/// The file name a sidecar of `track` takes in a cache folder: flat, from a hash of the key.
+pub(crate) fn sidecar_file_name(track: &TrackRef) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(track.key.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}{}", crate::analysis::sidecar::SUFFIX)
+}
+
+/// Writes `data` to `path` whole (a temporary file renamed into place), making its folder.
+pub(crate) fn write_whole(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temp = path.with_extension(format!(
+        "tmp-{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::write(&temp, data)?;
+    std::fs::rename(&temp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
+}
 
 #[cfg(test)]
 mod tests {

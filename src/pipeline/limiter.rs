@@ -51,8 +51,9 @@ pub struct Limiter {
     ceiling: f32,
     /// `phases[p][k]`: tap `k` of the branch that interpolates at `p / OVERSAMPLE`.
     phases: Vec<[f32; TAPS]>,
-    /// The last `TAPS` input frames per channel, newest last (ring).
-    history: Vec<[f32; TAPS]>,
+    /// The last `TAPS` input frames per channel, written twice (at `i` and `i + TAPS`) so the
+    /// window, oldest first, is always the contiguous `[history_at + 1, history_at + 1 + TAPS)`.
+    history: Vec<[f32; 2 * TAPS]>,
     history_at: usize,
     /// The frames not yet output, oldest first.
     delay: VecDeque<f32>,
@@ -86,7 +87,7 @@ impl Limiter {
             channels: channels.max(1),
             ceiling: 10f32.powf(settings.ceiling_dbtp / 20.0),
             phases: polyphase(),
-            history: vec![[0.0; TAPS]; channels.max(1)],
+            history: vec![[0.0; 2 * TAPS]; channels.max(1)],
             history_at: 0,
             delay,
             latency,
@@ -151,12 +152,10 @@ impl Limiter {
         for (c, &s) in frame.iter().enumerate() {
             let h = &mut self.history[c];
             h[self.history_at] = s;
-            // Oldest first: the ring starts after the newest sample.
+            h[self.history_at + TAPS] = s;
+            let window = &h[self.history_at + 1..self.history_at + 1 + TAPS];
             for coeffs in &self.phases {
-                let mut acc = 0f32;
-                for (k, &coef) in coeffs.iter().enumerate() {
-                    acc += coef * h[(self.history_at + 1 + k) % TAPS];
-                }
+                let acc: f32 = coeffs.iter().zip(window).map(|(c, x)| c * x).sum();
                 peak = peak.max(acc.abs());
             }
         }

@@ -108,11 +108,7 @@ impl Plan {
 
 /// The transition from `out` (cues of the track playing) to `inc` (the next one).
 pub fn plan(out: &Cues, inc: &Cues, crossfade: &Crossfade, trim: bool) -> Plan {
-    let out_stop = if trim || out.jingle {
-        out.cue_out
-    } else {
-        out.cue_out.max(out.start_next)
-    };
+    let out_stop = out.stop(trim);
     let in_start = if trim && !inc.jingle {
         inc.cue_in
     } else {
@@ -235,6 +231,7 @@ mod tests {
         Duration::from_secs_f64(secs)
     }
 
+    /// A song with half a second of silence before its music and a second after it.
     fn song(length: f64, start_next: f64, ending: Ending) -> Cues {
         Cues {
             cue_in: s(0.5),
@@ -242,6 +239,7 @@ mod tests {
             start_next: s(start_next),
             ending,
             jingle: false,
+            duration: s(length + 1.0),
         }
     }
 
@@ -360,6 +358,26 @@ mod tests {
             false,
         );
         assert_eq!((p.in_start, p.declick), (Duration::ZERO, Duration::ZERO));
+        // Their silences play too: a sequence follows the very last sample.
+        let off = Crossfade {
+            enabled: false,
+            ..settings()
+        };
+        let p = plan(
+            &song(200.0, 196.0, Ending::Fade),
+            &song(180.0, 175.0, Ending::Fade),
+            &off,
+            false,
+        );
+        assert_eq!((p.next_at, p.out_end), (s(201.0), s(201.0)));
+        // A crossfade still starts at start-next, and the tail up to the end is the overlap.
+        let p = plan(
+            &song(200.0, 196.0, Ending::Fade),
+            &song(180.0, 175.0, Ending::Fade),
+            &settings(),
+            false,
+        );
+        assert_eq!((p.next_at, p.out_end), (s(196.0), s(201.0)));
     }
 
     #[test]

@@ -9,11 +9,11 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{Catalog, TrackRef};
+use crate::catalog::Catalog;
 use crate::station::Station;
 
 /// The newest listing: the tracks, or why storage could not be listed.
-pub(super) type Listing = Option<Arc<Result<Vec<TrackRef>, String>>>;
+pub(super) use crate::analysis::worker::Listing;
 
 /// Listings are at least this far apart, however often the scheduler asks.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);

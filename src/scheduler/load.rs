@@ -6,6 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use crate::analysis::Facts;
 use crate::audio::decode::{self, DecodeError, TrackTags};
 use crate::catalog::{Catalog, CatalogError, TrackData, TrackRef};
 use crate::http::icy::clean_title;
@@ -22,6 +23,8 @@ pub struct LoadedTrack {
     /// When this track started in a programme saved by an earlier pod: the pipeline plays it
     /// from where it should be by now.
     pub resume_from: Option<SystemTime>,
+    /// Its analysis, when it has one (its gain and cues come from it).
+    pub facts: Option<Arc<Facts>>,
 }
 
 impl LoadedTrack {
@@ -118,6 +121,7 @@ pub async fn load<C: Catalog>(
         tags,
         display,
         resume_from,
+        facts: None,
     })
 }
 

@@ -23,6 +23,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::analysis::Analyses;
 use crate::catalog::{Availability, Catalog, TrackRef};
 use crate::station::{LibraryState, Station};
 use listing::Listing;
@@ -64,6 +65,21 @@ pub fn spawn<C: Catalog>(
         cancel.child_token(),
     );
     let (upcoming_tx, upcoming_rx) = watch::channel(Vec::new());
+    let analyses = Arc::new(Analyses::new(Arc::clone(&catalog)));
+    let analysis = station.config.analysis;
+    if analysis.enabled
+        && let Err(e) = crate::analysis::worker::spawn(
+            Arc::clone(&catalog),
+            Arc::clone(&analyses),
+            station.metrics.clone(),
+            listing.clone(),
+            upcoming_rx.clone(),
+            analysis.max_speed,
+            cancel.child_token(),
+        )
+    {
+        tracing::error!(error = %e, "cannot start the analysis thread; tracks play with their tags' gain");
+    }
     let playout = station.config.playout;
     let saver = playout.resume.then(|| {
         playout::spawn_saver(
@@ -78,6 +94,7 @@ pub fn spawn<C: Catalog>(
         policy: Policy::new(station.config.playlist.order),
         prefetch: station.config.library.prefetch.max(1),
         catalog,
+        analyses,
         station,
         listing,
         applied: None,
@@ -91,6 +108,7 @@ pub fn spawn<C: Catalog>(
         resume: None,
         upcoming: upcoming_tx,
         bad,
+        sent: VecDeque::new(),
     };
     tokio::spawn(async move {
         tokio::select! {
@@ -123,6 +141,8 @@ impl Loading {
 
 struct Scheduler<C> {
     catalog: Arc<C>,
+    /// What is known of each track's analysis (its sidecar).
+    analyses: Arc<Analyses<C>>,
     station: Arc<Station>,
     policy: Policy,
     listing: watch::Receiver<Listing>,
@@ -147,6 +167,8 @@ struct Scheduler<C> {
     upcoming: watch::Sender<Vec<Arc<str>>>,
     /// Tracks the pipeline found unplayable on air.
     bad: mpsc::Receiver<TrackRef>,
+    /// Tracks handed to the pipeline and not yet its next or on air, oldest first.
+    sent: VecDeque<Arc<str>>,
 }
 
 impl<C: Catalog> Scheduler<C> {
@@ -186,7 +208,8 @@ impl<C: Catalog> Scheduler<C> {
                     let (Ok(permit), Some((_, loaded))) = (permit, self.ready.pop_front()) else {
                         return; // pipeline gone: shutting down
                     };
-                    self.station.set_up_next(Some(loaded.info()));
+                    // The mixer takes it as its next track and says so (up next).
+                    self.sent.push_back(Arc::clone(&loaded.track.key));
                     permit.send(loaded);
                 }
                 Some(done) = self.loads.join_next(), if !self.loads.is_empty() => {
@@ -342,8 +365,17 @@ impl<C: Catalog> Scheduler<C> {
             late_at: Instant::now() + patience,
         });
         let (catalog, station) = (Arc::clone(&self.catalog), Arc::clone(&self.station));
+        let analyses = Arc::clone(&self.analyses);
         self.loads.spawn(async move {
             let result = load::load(&*catalog, &station, &track, resume_from).await;
+            let result = match result {
+                // Its analysis, if it has one: gain and cues for the mixer.
+                Ok(mut loaded) => {
+                    loaded.facts = analyses.facts(&track).await;
+                    Ok(loaded)
+                }
+                skip => skip,
+            };
             (seq, track, result)
         });
     }
@@ -386,8 +418,25 @@ impl<C: Catalog> Scheduler<C> {
         }
     }
 
-    /// What follows the hand-off channel: ready, loading, then the rest of the round.
-    fn publish_upcoming(&self) {
+    /// What follows the mixer's next track: what is in the hand-off channel, ready, loading,
+    /// then the rest of the round.
+    fn publish_upcoming(&mut self) {
+        // Sent tracks up to the mixer's next (or the one on air) have left the channel.
+        let next = self.station.up_next().map(|t| t.key);
+        let playing = self
+            .station
+            .now_playing
+            .borrow()
+            .track
+            .as_ref()
+            .map(|t| Arc::clone(&t.key));
+        if let Some(at) = self
+            .sent
+            .iter()
+            .position(|k| Some(k) == next.as_ref() || Some(k) == playing.as_ref())
+        {
+            self.sent.drain(..=at);
+        }
         let mut picked: Vec<(u64, &Arc<str>)> = self
             .ready
             .iter()
@@ -395,7 +444,8 @@ impl<C: Catalog> Scheduler<C> {
             .chain(self.loading.iter().map(|l| (l.seq, &l.key)))
             .collect();
         picked.sort_by_key(|(seq, _)| *seq);
-        let mut next: Vec<Arc<str>> = picked.into_iter().map(|(_, k)| Arc::clone(k)).collect();
+        let mut next: Vec<Arc<str>> = self.sent.iter().cloned().collect();
+        next.extend(picked.into_iter().map(|(_, k)| Arc::clone(k)));
         next.extend(self.policy.round());
         self.upcoming.send_if_modified(|old| {
             let changed = *old != next;

@@ -7,7 +7,9 @@ use onair::audio::clock::Clock;
 use onair::audio::decode::TrackDecoder;
 use onair::catalog::TrackData;
 
-use crate::support::{RawStream, TestServer, config_for, decode, icy, library_with, manifest};
+use crate::support::{
+    HARD_CUTS, RawStream, TestServer, config_for, decode, icy, library_with, manifest,
+};
 
 /// ICY block every 0.1 s of 128 kbps audio, so title changes are placed to a tenth of a second.
 const METAINT: usize = 1600;
@@ -54,8 +56,9 @@ async fn every_file_plays_or_is_skipped_as_the_manifest_says_without_gaps() {
 /// Sequential order and a mount that keeps the whole corpus in its history, so that a listener
 /// can read it from the start (TOML for the end of a test config).
 pub fn corpus_playlist_and_mount() -> String {
+    // Hard cuts and no trimming: each track then lasts exactly as long as its audio.
     format!(
-        "[playlist]\norder = \"sequential\"\n[[mount]]\npath = \"/radio.mp3\"\nburst = \"599s\"\nqueue = \"600s\"\nicy_metaint = {METAINT}\n"
+        "[playlist]\norder = \"sequential\"\n{HARD_CUTS}[[mount]]\npath = \"/radio.mp3\"\nburst = \"599s\"\nqueue = \"600s\"\nicy_metaint = {METAINT}\n"
     )
 }
 

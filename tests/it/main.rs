@@ -14,6 +14,7 @@ mod limits;
 mod listen;
 mod metadata;
 mod players;
+mod programme;
 mod s3;
 #[path = "../s3_support/mod.rs"]
 mod s3_support;

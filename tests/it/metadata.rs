@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use onair::audio::clock::Clock;
 
-use crate::support::{RawStream, TestServer, config_for, icy, library_with, manifest};
+use crate::support::{HARD_CUTS, RawStream, TestServer, config_for, icy, library_with, manifest};
 
 /// Plays each tagged file alone and checks the title a listener gets at the first boundary.
 #[tokio::test]
@@ -20,7 +20,7 @@ async fn titles_come_from_the_tags_of_every_format() {
     let server = TestServer::start_with(
         config_for(
             lib.path(),
-            "[playlist]\norder = \"sequential\"\n[[mount]]\npath = \"/radio.mp3\"\nburst = \"599s\"\nqueue = \"600s\"\nicy_metaint = 8192\n",
+            &format!("[playlist]\norder = \"sequential\"\n{HARD_CUTS}[[mount]]\npath = \"/radio.mp3\"\nburst = \"599s\"\nqueue = \"600s\"\nicy_metaint = 8192\n"),
         ),
         Clock::Unpaced,
     )

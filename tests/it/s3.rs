@@ -173,3 +173,71 @@ async fn plays_over_https_with_a_private_ca() {
     );
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn each_track_version_is_analysed_once_and_its_sidecar_kept_beside_it() {
+    use onair::catalog::store::ObjectStore;
+    let Some(lib) = S3Library::upload(
+        "radio-analysis",
+        &[("a.mp3", "01-cbr128.mp3"), ("b.mp3", "03-mono22k.mp3")],
+    )
+    .await
+    else {
+        return;
+    };
+    let fast = "[analysis]\nmax_speed = 10000.0\n";
+    let server = TestServer::start(lib.config("", fast)).await;
+    let analysed = |server: &TestServer, n: f64| {
+        let url = server.url("/metrics");
+        async move {
+            until(Duration::from_secs(60), "tracks analysed", || async {
+                let m = get_text(url.clone()).await.1;
+                metric(&m, "onair_analysis_total{result=\"ok\"}").filter(|v| *v >= n)
+            })
+            .await
+        }
+    };
+    analysed(&server, 2.0).await;
+    for key in ["a.mp3", "b.mp3"] {
+        let sidecar = lib.catalog.get(&format!("{key}.onair.json")).await.unwrap();
+        let json: Value = serde_json::from_slice(&sidecar.expect("a sidecar beside the track"))
+            .expect("sidecar JSON");
+        assert_eq!(json["key"], key);
+        assert!(json["integrated_lufs"].as_f64().is_some(), "{json}");
+    }
+    // Sidecars are never taken for tracks.
+    assert_eq!(server.metric("onair_library_tracks").await, 2.0);
+    // A new version of a.mp3 (another ETag) is analysed once, when the listing sees it.
+    lib.put("a.mp3", "04-flac16.flac").await;
+    analysed(&server, 3.0).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // a few rescans
+    assert_eq!(
+        server.metric("onair_analysis_total{result=\"ok\"}").await,
+        3.0
+    );
+    server.shutdown().await.unwrap();
+
+    // A replacement pod with an empty cache reads the sidecars: nothing is analysed again.
+    for entry in std::fs::read_dir(lib.cache.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let server = TestServer::start(lib.config("", fast)).await;
+    until(Duration::from_secs(30), "sidecars read", || async {
+        (server
+            .metric("onair_analysis_total{result=\"cached\"}")
+            .await
+            >= 2.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        server.metric("onair_analysis_total{result=\"ok\"}").await,
+        0.0
+    );
+    server.shutdown().await.unwrap();
+}

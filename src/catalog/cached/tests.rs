@@ -187,6 +187,25 @@ async fn misses_stream_into_the_cache_and_hits_never_ask_storage() {
 }
 
 #[tokio::test]
+async fn tracks_fetched_to_be_analysed_are_not_kept_in_the_cache() {
+    let fake = Fake::with(3);
+    let (cat, dir) = setup(&fake, None).await;
+    let tracks = cat.list().await.unwrap();
+    let data = cat.fetch_to_analyse(&tracks[0]).await.unwrap();
+    assert_eq!(data.read_all().unwrap(), vec![0u8; 1000]);
+    drop(data);
+    assert_eq!(cat.availability(&tracks[0]), Availability::Storage);
+    assert_eq!(cat.cached_bytes(), 0, "nothing kept");
+    let files = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(files, 0, "no file left behind");
+    // A cached track is analysed from its entry, without asking storage.
+    bytes(&cat, &tracks[1]).await.unwrap();
+    let asked = fake.requests();
+    cat.fetch_to_analyse(&tracks[1]).await.unwrap();
+    assert_eq!(fake.requests(), asked);
+}
+
+#[tokio::test]
 async fn object_errors_skip_the_track_and_leave_storage_up() {
     let fake = Fake::with(3);
     fake.lock().forbidden.insert("t0.mp3".into());

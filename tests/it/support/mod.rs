@@ -5,6 +5,7 @@ pub mod icy;
 pub mod process;
 pub mod raw;
 pub mod s3;
+pub mod synth;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -100,6 +101,10 @@ pub fn admin_config_for(library: &Path, extra: &str) -> Config {
         },
     )
 }
+
+/// Programme settings under which tracks play back to back, whole: no crossfade, no trimming.
+pub const HARD_CUTS: &str =
+    "[programme.crossfade]\nenabled = false\n[programme.silence]\ntrim = false\n";
 
 /// A config text for a library folder, with extra TOML appended (mounts etc.).
 pub fn config_for(library: &Path, extra: &str) -> Config {
