@@ -14,11 +14,11 @@ use onair::catalog::TrackData;
 use onair::config::Audio;
 use onair::encode::{Encoder, Mp3Encoder};
 use onair::fanout::position::StreamPos;
-use onair::http::icy::StreamTitle;
 use onair::metrics::Metrics;
 use onair::pipeline::limiter::{Limiter, LimiterSettings};
 use onair::pipeline::meter::Meter;
 use onair::ring::{Frame, FrameRing, Window};
+use onair::title::StreamTitle;
 
 /// A fixture read from its file, as the pipeline reads tracks (through a bounded buffer).
 fn fixture(name: &str) -> TrackData {

@@ -107,7 +107,7 @@ pub async fn run_with(
         metrics.access_log_dropped.clone(),
     )
     .with_context(|| format!("opening the access log {:?}", config.server.access_log))?;
-    let station = Station::new(Arc::clone(&config), metrics, access_log);
+    let (station, commands) = Station::new(Arc::clone(&config), metrics, access_log);
     let catalog = Library::open(&config.library)
         .await
         .context("setting up the library")?;
@@ -137,6 +137,7 @@ pub async fn run_with(
         Arc::clone(&station),
         track_rx,
         bad_tx,
+        commands,
         options.clock,
         options.programme_tap,
         watchdog.clone(),

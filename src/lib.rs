@@ -30,6 +30,7 @@ pub mod ring;
 pub mod scheduler;
 pub mod station;
 pub mod supervise;
+pub mod title;
 
 pub use app::{Options, Reopen, run, run_with};
 pub use config::Config;

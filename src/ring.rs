@@ -13,7 +13,7 @@ use std::thread::Thread;
 
 use bytes::Bytes;
 
-use crate::http::icy::StreamTitle;
+use crate::title::StreamTitle;
 
 /// One encoded frame and the title in force when it was produced.
 #[derive(Clone, Debug)]

@@ -14,9 +14,9 @@ use crate::config::{Config, MountConfig};
 use crate::http::access_log::AccessLog;
 use crate::http::admin_auth::LoginThrottle;
 use crate::http::head::StreamHead;
-use crate::http::icy::StreamTitle;
 use crate::metrics::Metrics;
 use crate::ring::FrameRing;
+use crate::title::StreamTitle;
 
 /// A mount with no new audio for this long makes the radio not ready.
 pub const READY_WINDOW: Duration = Duration::from_secs(2);
@@ -205,6 +205,15 @@ pub enum LibraryState {
     Unavailable(String),
 }
 
+/// What an operator asks of the programme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `/admin/next`: the track on air fades out over a second while the next one starts.
+    Skip,
+    /// `/admin/metadata`: the title listeners see until the next track starts.
+    SetTitle(String),
+}
+
 /// Shared state of one running radio.
 pub struct Station {
     pub config: Arc<Config>,
@@ -224,8 +233,8 @@ pub struct Station {
     history: Mutex<VecDeque<Played>>,
     up_next: Mutex<Option<TrackInfo>>,
     /// Operator commands for the pipeline thread, taken at its next block.
-    skip_requested: AtomicBool,
-    title_override: Mutex<Option<String>>,
+    /// Operator commands for the pipeline, which takes them between two blocks.
+    commands: std::sync::mpsc::Sender<Command>,
     next_client_id: AtomicU64,
     /// One line per finished listener.
     pub access_log: AccessLog,
@@ -234,7 +243,13 @@ pub struct Station {
 }
 
 impl Station {
-    pub fn new(config: Arc<Config>, metrics: Metrics, access_log: AccessLog) -> Arc<Station> {
+    /// The station, and the receiving end of its operator commands (for the pipeline).
+    pub fn new(
+        config: Arc<Config>,
+        metrics: Metrics,
+        access_log: AccessLog,
+    ) -> (Arc<Station>, std::sync::mpsc::Receiver<Command>) {
+        let (commands, received) = std::sync::mpsc::channel();
         let started = SystemTime::now();
         let mounts = config
             .mounts
@@ -255,7 +270,7 @@ impl Station {
                 })
             })
             .collect();
-        Arc::new(Station {
+        let station = Arc::new(Station {
             config,
             mounts,
             metrics,
@@ -269,12 +284,12 @@ impl Station {
             watchdog: crate::supervise::Watchdog::new(),
             history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
             up_next: Mutex::new(None),
-            skip_requested: AtomicBool::new(false),
-            title_override: Mutex::new(None),
+            commands,
             next_client_id: AtomicU64::new(1),
             access_log,
             admin_logins: LoginThrottle::default(),
-        })
+        });
+        (station, received)
     }
 
     /// A fresh listener id, unique for the life of the process.
@@ -360,22 +375,10 @@ impl Station {
         lock(&self.up_next).clone()
     }
 
-    /// `/admin/next`: the pipeline ends the current track at its next block.
-    pub fn request_skip(&self) {
-        self.skip_requested.store(true, Ordering::Relaxed);
-    }
-
-    pub fn take_skip(&self) -> bool {
-        self.skip_requested.swap(false, Ordering::Relaxed)
-    }
-
-    /// `/admin/metadata`: the title listeners see until the next track starts.
-    pub fn override_title(&self, title: String) {
-        *lock(&self.title_override) = Some(title);
-    }
-
-    pub fn take_title_override(&self) -> Option<String> {
-        lock(&self.title_override).take()
+    /// Hands an operator command to the pipeline (`/admin/next`, `/admin/metadata`). It is
+    /// applied at the next block; a pipeline that is gone (shutting down) drops it.
+    pub fn command(&self, command: Command) {
+        let _ = self.commands.send(command);
     }
 
     /// The mount serving `path`.

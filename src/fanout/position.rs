@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 
-use crate::http::icy::StreamTitle;
 use crate::ring::{Frame, Window};
+use crate::title::StreamTitle;
 
 /// Slices per `writev`: a couple of seconds of 128 kbps audio with its metadata blocks, far
 /// below the kernel's `IOV_MAX` (1024).

@@ -19,9 +19,9 @@ use super::admin_auth::{
     Attempt, FAILED_LOGIN_DELAY, FAILURE_BUDGET, changes_state, cross_site, login,
 };
 use super::escape::xml as escape_xml;
-use super::icy::clean_title;
 use super::status::{self, Detail};
 use crate::station::{Mount, Station};
+use crate::title::clean_title;
 
 /// The realm Icecast uses; some clients match on it.
 const REALM: &str = "Basic realm=\"Icecast2 Server\"";
@@ -145,7 +145,7 @@ pub fn handle<B>(req: &Request<B>, station: &Station, host: &str, peer: SocketAd
             mount().map(|_| metadata(station, &params, reply))
         }
         "/admin/next" => mount().map(|_| {
-            station.request_skip();
+            station.command(crate::station::Command::Skip);
             reply.result(StatusCode::OK, "Skipping to the next track", 1)
         }),
         _ => Ok(reply.result(StatusCode::NOT_FOUND, "unknown admin command", 0)),
@@ -195,7 +195,7 @@ fn metadata(station: &Station, params: &HashMap<String, String>, reply: Reply) -
         }
     };
     tracing::info!(title = ?title, "metadata update from the admin interface");
-    station.override_title(title);
+    station.command(crate::station::Command::SetTitle(title));
     reply.result(StatusCode::OK, "Metadata update successful", 1)
 }
 

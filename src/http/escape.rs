@@ -2,7 +2,7 @@
 //! all escape through [`xml`] (its rules are valid for HTML too). JSON has its one place as well:
 //! every JSON document is built with serde_json, which escapes strings itself.
 //!
-//! What reaches markup comes from outside: titles (cleaned already, see `icy::clean_title`), but
+//! What reaches markup comes from outside: titles (cleaned already, see `title::clean_title`), but
 //! also user agents, the `Host` header and operator settings. XML 1.0 has no way to carry C0
 //! control characters (not even as `&#1;`), so a single one makes the whole document unparsable
 //! for the panels that read it; they are dropped here.

@@ -16,7 +16,6 @@ mod api;
 mod escape;
 mod gate;
 pub mod head;
-pub mod icy;
 mod listener;
 mod refuse;
 mod replay;

@@ -13,9 +13,9 @@ use crate::audio::decode::{DecodeError, TrackDecoder};
 use crate::audio::resample::Converter;
 use crate::catalog::TrackRef;
 use crate::config::Curve;
-use crate::http::icy::StreamTitle;
 use crate::metrics::Metrics;
 use crate::scheduler::LoadedTrack;
+use crate::title::StreamTitle;
 
 use super::planner::{Fade, curve_out};
 

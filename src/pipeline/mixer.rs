@@ -21,10 +21,10 @@ use super::planner::{self, Plan};
 use crate::analysis::{CueSettings, Cues, derive_cues};
 use crate::audio::clock::Clock;
 use crate::catalog::TrackRef;
-use crate::http::icy::StreamTitle;
 use crate::scheduler::LoadedTrack;
 use crate::station::Station;
 use crate::supervise::{fault, panic_message};
+use crate::title::StreamTitle;
 
 /// A stretch of one block and the title listeners should see for it.
 pub struct Segment {

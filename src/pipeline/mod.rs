@@ -25,11 +25,11 @@ use tokio::sync::mpsc;
 use crate::audio::clock::{Clock, Pacer};
 use crate::catalog::TrackRef;
 use crate::encode::{self, EncodeError, Encoder};
-use crate::http::icy::StreamTitle;
 use crate::ring::Frame;
 use crate::scheduler::LoadedTrack;
-use crate::station::{Mount, Station};
+use crate::station::{Command, Mount, Station};
 use crate::supervise::Watchdog;
+use crate::title::StreamTitle;
 use limiter::{Limiter, LimiterSettings};
 use meter::Meter;
 use mixer::{Mixer, Segment};
@@ -54,6 +54,7 @@ impl Pipeline {
         station: Arc<Station>,
         tracks: mpsc::Receiver<LoadedTrack>,
         bad: mpsc::Sender<TrackRef>,
+        commands: std::sync::mpsc::Receiver<Command>,
         clock: Clock,
         tap: Option<std::sync::mpsc::Sender<Vec<f32>>>,
         watchdog: Watchdog,
@@ -70,7 +71,13 @@ impl Pipeline {
             .collect::<Result<Vec<_>, EncodeError>>()?;
         let stop = Arc::new(AtomicBool::new(false));
         let (asked, draining) = (Arc::clone(&stop), Arc::clone(&station));
-        let mut worker = Worker::new(station, tracks, bad, outputs, clock, Arc::clone(&stop));
+        let mut worker = Worker::new(
+            station,
+            (tracks, bad, commands),
+            outputs,
+            clock,
+            Arc::clone(&stop),
+        );
         worker.tap = tap;
         let thread = std::thread::Builder::new()
             .name("onair-pipeline".into())
@@ -129,13 +136,18 @@ struct Worker {
     frames: Vec<Frame>,
     /// Where a copy of each limited block goes, if anyone asked (see `Options::programme_tap`).
     tap: Option<std::sync::mpsc::Sender<Vec<f32>>>,
+    /// The operators' commands, taken between two blocks.
+    commands: std::sync::mpsc::Receiver<Command>,
 }
 
 impl Worker {
     fn new(
         station: Arc<Station>,
-        tracks: mpsc::Receiver<LoadedTrack>,
-        bad: mpsc::Sender<TrackRef>,
+        (tracks, bad, commands): (
+            mpsc::Receiver<LoadedTrack>,
+            mpsc::Sender<TrackRef>,
+            std::sync::mpsc::Receiver<Command>,
+        ),
         outputs: Vec<Output>,
         clock: Clock,
         stop: Arc<AtomicBool>,
@@ -167,6 +179,7 @@ impl Worker {
             encoded: Vec::new(),
             frames: Vec::new(),
             tap: None,
+            commands,
         }
     }
 
@@ -221,18 +234,20 @@ impl Worker {
         }
     }
 
-    /// Applies `/admin/next` and `/admin/metadata` between two blocks.
+    /// Applies the operators' commands (`/admin/next`, `/admin/metadata`) between two blocks.
     fn operator_commands(&mut self) {
-        if self.station.take_skip() {
-            self.mixer.skip();
-        }
-        if let Some(text) = self.station.take_title_override() {
-            let title = StreamTitle::new(&text);
-            tracing::info!(title = %title.text(), "title set by the operator");
-            self.mixer.set_title(Arc::clone(&title));
-            self.station
-                .now_playing
-                .send_modify(|now| now.title = title);
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Skip => self.mixer.skip(),
+                Command::SetTitle(text) => {
+                    let title = StreamTitle::new(&text);
+                    tracing::info!(title = %title.text(), "title set by the operator");
+                    self.mixer.set_title(Arc::clone(&title));
+                    self.station
+                        .now_playing
+                        .send_modify(|now| now.title = title);
+                }
+            }
         }
     }
 

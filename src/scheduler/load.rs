@@ -9,8 +9,8 @@ use std::time::{Instant, SystemTime};
 use crate::analysis::Facts;
 use crate::audio::decode::{self, DecodeError, TrackTags};
 use crate::catalog::{Catalog, CatalogError, TrackData, TrackRef};
-use crate::http::icy::clean_title;
 use crate::station::{Station, TrackInfo};
+use crate::title::clean_title;
 
 /// A track ready to decode: on local disk (or in memory, if small) and probed as audio.
 #[derive(Debug, Clone)]

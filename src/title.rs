@@ -1,6 +1,7 @@
-//! ICY (SHOUTcast/Icecast) in-band metadata: the `StreamTitle='…';` block a title is announced
-//! with, built once per title and shared by every listener. Where the blocks go in a listener's
-//! stream (every `icy-metaint` audio bytes) is `fanout::position`'s business.
+//! The title on air: a programme fact (the pipeline sets it, the ring carries it, the web layer
+//! shows it), with its ICY (SHOUTcast/Icecast) in-band form, the `StreamTitle='…';` block, built
+//! once per title and shared by every listener. Where the blocks go in a listener's stream
+//! (every `icy-metaint` audio bytes) is `fanout::position`'s business.
 //!
 //! [`StreamTitle::new`] is the one door every title goes through (tags, file names,
 //! `/admin/metadata`, later live sources), so it is also where a title is made safe: what it
