@@ -92,7 +92,11 @@ fn head_end(data: &[u8]) -> Option<usize> {
 fn check_read(data: &[u8], sizes: &[u8]) -> (Head, BytesMut) {
     let (head, buf) = read(data, sizes);
     assert!(buf.len() <= MAX_HEAD, "read {} bytes", buf.len());
-    assert_eq!(&data[..buf.len()], &buf[..], "the bytes read are the bytes sent");
+    assert_eq!(
+        &data[..buf.len()],
+        &buf[..],
+        "the bytes read are the bytes sent"
+    );
     match head_end(data) {
         Some(end) => {
             assert_eq!(head, Head::Complete, "head ends at {end}");

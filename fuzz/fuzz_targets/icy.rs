@@ -80,7 +80,8 @@ fn check_xml(s: &str) {
     let parsed = roxmltree::Document::parse(&doc).expect("escaped text is valid XML");
     let expected: String = s
         .chars()
-        .filter(|&c| !(c < ' ' && !matches!(c, '\t' | '\n' | '\r')) && c != '\u{FFFE}' && c != '\u{FFFF}')
+        .filter(|&c| c >= ' ' || matches!(c, '\t' | '\n' | '\r'))
+        .filter(|&c| c != '\u{FFFE}' && c != '\u{FFFF}')
         .collect();
     let root = parsed.root_element();
     assert_eq!(root.text().unwrap_or(""), expected);
@@ -105,7 +106,7 @@ impl Write for Sink {
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.calls += 1;
-        if self.block_every > 0 && self.calls % self.block_every == 0 {
+        if self.block_every > 0 && self.calls.is_multiple_of(self.block_every) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let mut left = self.per_call;
@@ -164,7 +165,7 @@ fn check_stream(titles: &[Arc<StreamTitle>; 2], params: &[u8]) {
         for &b in &data {
             expected.push(b);
             audio += 1;
-            if icy && audio % metaint == 0 {
+            if icy && audio.is_multiple_of(metaint) {
                 if last == Some(t) {
                     expected.push(0);
                 } else {
@@ -202,7 +203,10 @@ fn check_stream(titles: &[Arc<StreamTitle>; 2], params: &[u8]) {
     }
     assert_eq!(pos.frames_behind(&window), 0);
     assert_eq!(pos.sent(), sink.data.len() as u64);
-    assert!(sink.data == expected, "stream differs (metaint {metaint}, per_call {per_call})");
+    assert!(
+        sink.data == expected,
+        "stream differs (metaint {metaint}, per_call {per_call})"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
