@@ -429,6 +429,7 @@ impl TrackDecoder {
             };
             if ok {
                 self.errors_in_row = 0;
+                silence_non_finite(&mut out[start..]);
                 self.drop_discarded(out, start);
                 return true;
             }
@@ -454,6 +455,15 @@ impl TrackDecoder {
         self.errors += 1;
         self.errors_in_row += 1;
         self.errors_in_row >= MAX_ERRORS_IN_ROW
+    }
+}
+
+/// Float PCM (a WAV of IEEE floats) carries any bit pattern. A NaN or an infinity would go on into
+/// the resampler and the encoders, whose filter state carries it from one block to the next, so
+/// such samples become silence here.
+fn silence_non_finite(samples: &mut [f32]) {
+    for s in samples.iter_mut().filter(|s| !s.is_finite()) {
+        *s = 0.0;
     }
 }
 
@@ -700,6 +710,18 @@ mod tests {
         let ratio = quieter / plain;
         assert!((ratio - 0.5).abs() < 0.01, "ratio {ratio}");
         assert_eq!(opus_output_gain(&[0; 10]), 0);
+    }
+
+    #[test]
+    fn non_finite_float_samples_become_silence() {
+        // Found by the `decode` fuzz target: an IEEE-float WAV (8 kHz mono) whose samples are
+        // NaN, +inf, -inf and 0.5.
+        let wav = b"RIFF\x34\0\0\0WAVEfmt \x10\0\0\0\x03\0\x01\0\x40\x1f\0\0\0\x7d\0\0\x04\0\x20\0\
+data\x10\0\0\0\0\0\xc0\x7f\0\0\x80\x7f\0\0\x80\xff\0\0\0\x3f";
+        let (mut d, _) = TrackDecoder::open(&mem(wav.to_vec())).unwrap();
+        let mut pcm = Vec::new();
+        while d.next_packet(&mut pcm) {}
+        assert_eq!(pcm, [0.0, 0.0, 0.0, 0.5]);
     }
 
     #[test]

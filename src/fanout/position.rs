@@ -130,6 +130,12 @@ impl StreamPos {
             if n == 0 {
                 return Ok(Flow::Drained);
             }
+            if planned == 0 {
+                // Only empty frames: a socket given nothing but empty slices writes 0 bytes, which
+                // is not the end of the stream. Step past them without a write.
+                self.advance(&segs[..n], 0);
+                continue;
+            }
             writes += 1;
             match out.write_vectored(&iov[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -447,6 +453,30 @@ mod tests {
             "{} writes",
             sink.writes
         );
+    }
+
+    #[test]
+    fn empty_frames_are_stepped_over_without_a_write() {
+        // Found by the `icy` fuzz target: a window of empty frames only was written as empty
+        // slices, the write took 0 bytes, and that ended the stream with `WriteZero`.
+        let t = StreamTitle::new("O'BrSt\u{fffd}");
+        for metaint in [None, Some(256)] {
+            let ring = FrameRing::new(1 << 20);
+            publish(&ring, &[(0, &t), (0, &t)]);
+            let mut window = Window::starting_at(0);
+            window.sync(&ring);
+            let mut pos = StreamPos::new(Bytes::new(), 0, metaint);
+            let sink = drain(&mut pos, &window, 1);
+            assert!(sink.data.is_empty() && sink.writes == 0, "{metaint:?}");
+            assert_eq!(pos.frames_behind(&window), 0);
+            // Audio after them is sent as usual.
+            let sent = publish(&ring, &[(300, &t), (0, &t)]);
+            window.sync(&ring);
+            let sink = drain(&mut pos, &window, 7);
+            let (audio, _) = parse(&sink.data, metaint.unwrap_or(usize::MAX));
+            assert_eq!(audio, sent, "{metaint:?}");
+            assert_eq!(pos.frames_behind(&window), 0);
+        }
     }
 
     #[test]

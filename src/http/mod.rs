@@ -13,7 +13,8 @@ pub mod access_log;
 mod admin;
 pub mod admin_auth;
 mod api;
-mod escape;
+#[doc(hidden)] // pub for the fuzz targets only
+pub mod escape;
 mod gate;
 pub mod head;
 mod listener;

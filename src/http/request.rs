@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::fanout::ListenerRequest;
 use crate::station::{Mount, Station};
@@ -64,8 +63,12 @@ pub enum Head {
 }
 
 /// Reads into `buf` until the request head is complete, [`MAX_HEAD`] bytes have come, or the
-/// peer stops sending; never more than `MAX_HEAD` bytes. The caller bounds it in time.
-pub async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Head> {
+/// peer stops sending; never more than `MAX_HEAD` bytes. The caller bounds it in time. Generic
+/// over the reader so that the fuzz targets can feed it bytes in any split.
+pub async fn read_head(
+    stream: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+) -> io::Result<Head> {
     loop {
         let room = MAX_HEAD - buf.len();
         if room == 0 {
