@@ -71,6 +71,11 @@ trap 'bash scripts/ceph.sh stop >&2 || true' EXIT
 echo "==> cargo test" >&2
 cargo test --locked -- --test-threads="${ONAIR_TEST_THREADS:-4}"
 
+# Every fuzz target briefly from its committed corpus (a finding fails the run; the long runs
+# are `bash scripts/fuzz.sh 900`). The first build compiles onair with the sanitizer.
+echo "==> fuzzing, 15 s per target" >&2
+bash scripts/fuzz.sh 15
+
 # The disaster-recovery drills: this gateway and a second cluster for the backup site (which
 # drill.sh starts and stops), about 15 minutes; prints the table of figures.
 echo "==> disaster-recovery drills" >&2

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use onair::fanout::position::{Flow, StreamPos};
 use onair::http::escape;
-use onair::http::icy::{MAX_METADATA_LEN, StreamTitle, clean_title};
+use onair::title::{MAX_METADATA_LEN, StreamTitle, clean_title};
 use onair::ring::{Frame, FrameRing, Window};
 
 const PREFIX: &[u8] = b"StreamTitle='";

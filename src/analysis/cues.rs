@@ -99,7 +99,8 @@ impl Cues {
 
 /// Cues of `facts` under `settings`.
 pub fn cues(facts: &Facts, settings: &CueSettings) -> Cues {
-    let duration = Duration::from_secs_f64(facts.duration_s.max(0.0));
+    // From a sidecar, which storage may hand back altered: no value may panic here.
+    let duration = Duration::try_from_secs_f64(facts.duration_s.max(0.0)).unwrap_or_default();
     let env = &facts.momentary;
     let Some(i) = facts.integrated_lufs else {
         return Cues::whole(duration, duration < settings.jingle);

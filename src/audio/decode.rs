@@ -251,9 +251,11 @@ impl TrackDecoder {
             0
         };
         let duration = match (track.num_frames, params.sample_rate) {
-            (Some(n), Some(rate)) if rate > 0 => Some(Duration::from_secs_f64(
+            // A container may claim any frame count: one too large for a Duration is no duration.
+            (Some(n), Some(rate)) if rate > 0 => Duration::try_from_secs_f64(
                 n.saturating_sub(u64::from(pre_skip)) as f64 / f64::from(rate),
-            )),
+            )
+            .ok(),
             _ => None,
         };
 
