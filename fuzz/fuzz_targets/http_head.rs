@@ -34,7 +34,8 @@ bitrate = 64
 static STATION: LazyLock<Arc<Station>> = LazyLock::new(|| {
     let config = onair::config::parse(CONFIG, Default::default()).expect("fuzz config is valid");
     let log = AccessLog::open(None, onair::metrics::log_lines_dropped()).expect("access log");
-    Station::new(Arc::new(config), onair::metrics::Metrics::new(), log)
+    // Nothing runs the pipeline here: its operator commands are dropped with the receiver.
+    Station::new(Arc::new(config), onair::metrics::Metrics::new(), log).0
 });
 
 /// A peer that sends `data` in pieces of the given sizes (cycled), then closes.
