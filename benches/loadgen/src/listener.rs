@@ -19,7 +19,7 @@ use crate::slot::{Shared, Slot, phase, st};
 
 /// Source addresses 127.0.0.2..=127.0.0.254.
 const SPREAD: u32 = 253;
-const READ_BUF: usize = 64 * 1024;
+pub const READ_BUF: usize = 64 * 1024;
 /// Largest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -27,7 +27,7 @@ thread_local! {
     static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUF]);
 }
 
-enum ReadOutcome {
+pub enum ReadOutcome {
     /// Bytes read; 0 only with `WouldBlock` = nothing more now.
     Data(usize),
     WouldBlock,
@@ -37,7 +37,7 @@ enum ReadOutcome {
 
 /// One non-blocking read of at most `max` bytes through this thread's shared buffer; `f` sees the
 /// bytes (used only while reading the response head).
-fn read_now(stream: &TcpStream, max: usize, f: impl FnOnce(&[u8])) -> ReadOutcome {
+pub fn read_now(stream: &TcpStream, max: usize, f: impl FnOnce(&[u8])) -> ReadOutcome {
     BUF.with(|b| {
         let mut b = b.borrow_mut();
         let max = max.min(b.len());
@@ -53,7 +53,7 @@ fn read_now(stream: &TcpStream, max: usize, f: impl FnOnce(&[u8])) -> ReadOutcom
     })
 }
 
-fn set_rcvlowat(stream: &TcpStream, bytes: usize) {
+pub fn set_rcvlowat(stream: &TcpStream, bytes: usize) {
     let v: libc::c_int = bytes.min(i32::MAX as usize) as libc::c_int;
     // SAFETY: a valid socket fd and a c_int option value of the right size.
     unsafe {
@@ -96,46 +96,114 @@ fn classify(e: &io::Error) -> (u8, u32) {
         | io::ErrorKind::ConnectionAborted
         | io::ErrorKind::BrokenPipe => (st::FAIL_RESET, 0),
         io::ErrorKind::TimedOut => (st::FAIL_TIMEOUT, 0),
+        io::ErrorKind::UnexpectedEof => (st::FAIL_CLOSED, 0),
         _ => (st::FAIL_OTHER, e.raw_os_error().unwrap_or(0) as u32),
     }
 }
 
+/// A connection that got a `200` head and its first body byte.
+pub struct Opened {
+    pub stream: TcpStream,
+    /// Body bytes already read with the head.
+    pub body: u64,
+    /// Microseconds from the start of `connect` to the first body byte.
+    pub ttfb_us: u32,
+}
+
+/// Why a connection never streamed.
+pub struct Failed {
+    /// One of the `st::FAIL_*` states.
+    pub state: u8,
+    /// The HTTP status for `FAIL_HTTP`, the errno for `FAIL_OTHER`, else 0.
+    pub detail: u32,
+    /// The `Retry-After` seconds of a non-200 answer that carried one.
+    pub retry_after: Option<u32>,
+}
+
+impl Failed {
+    fn io(e: &io::Error) -> Failed {
+        let (state, detail) = classify(e);
+        Failed {
+            state,
+            detail,
+            retry_after: None,
+        }
+    }
+
+    fn timeout() -> Failed {
+        Failed {
+            state: st::FAIL_TIMEOUT,
+            detail: 0,
+            retry_after: None,
+        }
+    }
+}
+
+/// The request head every listener sends.
+pub fn request(cfg: &Config) -> Vec<u8> {
+    let mut request = format!(
+        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: onair-loadgen/0.1\r\nAccept: */*\r\n",
+        cfg.path, cfg.host
+    );
+    if cfg.icy {
+        request.push_str("Icy-MetaData: 1\r\n");
+    }
+    request.push_str("\r\n");
+    request.into_bytes()
+}
+
+/// Connects listener `i` (from its spread source address), sends `request`, and reads the
+/// response head and the first body byte, all within `--timeout`.
+pub async fn open(cfg: &Config, request: &[u8], i: usize, slow: bool) -> Result<Opened, Failed> {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::from_std(started + cfg.timeout);
+    let stream = match tokio::time::timeout_at(deadline, connect(cfg, i, slow)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(Failed::io(&e)),
+        Err(_) => return Err(Failed::timeout()),
+    };
+    let head = async {
+        write_all(&stream, request).await?;
+        read_head(&stream).await
+    };
+    match tokio::time::timeout_at(deadline, head).await {
+        Ok(Ok(Ok(body))) => Ok(Opened {
+            stream,
+            body: body as u64,
+            ttfb_us: micros_since(started),
+        }),
+        Ok(Ok(Err((status, retry_after)))) => Err(Failed {
+            state: st::FAIL_HTTP,
+            detail: status,
+            retry_after,
+        }),
+        Ok(Err(e)) => Err(Failed::io(&e)),
+        Err(_) => Err(Failed::timeout()),
+    }
+}
+
 /// Marks a connection that never started streaming as failed.
-fn fail(shared: &Shared, slot: &Slot, state: u8, detail: u32) {
-    slot.detail.store(detail, Ordering::Relaxed);
-    slot.state.store(state, Ordering::Release);
+fn fail(shared: &Shared, slot: &Slot, f: Failed) {
+    slot.detail.store(f.detail, Ordering::Relaxed);
+    slot.retry_after
+        .store(f.retry_after.unwrap_or(0), Ordering::Relaxed);
+    slot.state.store(f.state, Ordering::Release);
     shared.resolved.fetch_add(1, Ordering::AcqRel);
 }
 
 /// One listener: connect, request, read the head and the first body byte within the timeout, then
 /// stream until the window closes (or the server drops it).
 pub async fn run(shared: Arc<Shared>, i: usize, slow: bool, mut phase: watch::Receiver<u8>) {
-    let cfg = &shared.cfg;
     let slot = &shared.slots[i];
     let started = Instant::now();
-    let deadline = tokio::time::Instant::from_std(started + cfg.timeout);
-
-    let stream = match tokio::time::timeout_at(deadline, connect(cfg, i, slow)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            let (s, d) = classify(&e);
-            return fail(&shared, slot, s, d);
+    let stream = match open(&shared.cfg, &shared.request, i, slow).await {
+        Ok(o) => {
+            slot.ttfb_us.store(o.ttfb_us, Ordering::Relaxed);
+            slot.bytes.store(o.body, Ordering::Relaxed);
+            o.stream
         }
-        Err(_) => return fail(&shared, slot, st::FAIL_TIMEOUT, 0),
+        Err(f) => return fail(&shared, slot, f),
     };
-    let head = async {
-        write_all(&stream, &shared.request).await?;
-        read_head(&stream, slot, started).await
-    };
-    match tokio::time::timeout_at(deadline, head).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(status))) => return fail(&shared, slot, st::FAIL_HTTP, status),
-        Ok(Err(e)) => {
-            let (s, d) = classify(&e);
-            return fail(&shared, slot, s, d);
-        }
-        Err(_) => return fail(&shared, slot, st::FAIL_TIMEOUT, 0),
-    }
     slot.state.store(st::STREAMING, Ordering::Release);
     shared.resolved.fetch_add(1, Ordering::AcqRel);
 
@@ -172,7 +240,7 @@ async fn connect(cfg: &Config, i: usize, slow: bool) -> io::Result<TcpStream> {
     sock.connect(cfg.addr).await
 }
 
-async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+pub async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         stream.writable().await?;
         match stream.try_write(buf) {
@@ -184,13 +252,9 @@ async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads the response head. `Ok(Err(status))` for a non-200 answer. Returns once at least one body
-/// byte has arrived.
-async fn read_head(
-    stream: &TcpStream,
-    slot: &Slot,
-    started: Instant,
-) -> io::Result<Result<(), u32>> {
+/// Reads the response head. `Ok(Err((status, retry_after)))` for a non-200 answer. Returns, with
+/// the body bytes read so far, once at least one has arrived.
+async fn read_head(stream: &TcpStream) -> io::Result<Result<usize, (u32, Option<u32>)>> {
     let mut head: Vec<u8> = Vec::with_capacity(1024);
     let mut body_seen: Option<usize> = None;
     loop {
@@ -221,12 +285,10 @@ async fn read_head(
                     if body_seen.is_some() {
                         let status = parse_status(&head);
                         if status != 200 {
-                            return Ok(Err(status));
+                            return Ok(Err((status, retry_after(&head))));
                         }
                         if body > 0 {
-                            slot.ttfb_us.store(micros_since(started), Ordering::Relaxed);
-                            slot.bytes.store(body as u64, Ordering::Relaxed);
-                            return Ok(Ok(()));
+                            return Ok(Ok(body));
                         }
                     }
                 }
@@ -235,11 +297,12 @@ async fn read_head(
                     if body_seen.is_some() {
                         let status = parse_status(&head);
                         if status != 200 {
-                            return Ok(Err(status));
+                            return Ok(Err((status, retry_after(&head))));
                         }
                     }
+                    // No answer, or a 200 head and no body: the server closed on us.
                     return Err(io::Error::new(
-                        io::ErrorKind::ConnectionReset,
+                        io::ErrorKind::UnexpectedEof,
                         "closed before the first body byte",
                     ));
                 }
@@ -264,6 +327,19 @@ fn parse_status(head: &[u8]) -> u32 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// The `Retry-After` header's seconds, if the head has one that parses.
+fn retry_after(head: &[u8]) -> Option<u32> {
+    String::from_utf8_lossy(head)
+        .split("\r\n")
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            if !name.trim().eq_ignore_ascii_case("retry-after") {
+                return None;
+            }
+            value.trim().parse().ok()
+        })
 }
 
 /// Snapshot the byte count at a window edge (`phase::WINDOW` = start, `phase::END` = end), and when

@@ -14,15 +14,26 @@
 //!
 //! Run `loadgen --help` for the options.
 //!
+//! `--soak MINUTES` holds the listeners for that long instead, reconnecting some every minute,
+//! and judges the server minute by minute (`soak`).
+//!
 //! This file runs the phases in order (ramp, window, snapshot, report). The rest: `cli` (options),
 //! `listener` (one connection's task), `slot` (what each task records, shared through atomics),
-//! `proc_stats` (CPU and RSS from /proc), `report` (aggregation, the table and the JSON line).
+//! `proc_stats` (CPU, RSS, threads, descriptors from /proc), `probe` (one-shot HTTP requests),
+//! `report` (aggregation, the table, the storm's verdict and the JSON line); for a soak, `soak`
+//! (its phases and minute samples), `held` (one soak connection's task), `poller` (status and
+//! admin polls, title changes) and `soak_report` (the minute table and the verdict).
 
 mod cli;
+mod held;
 mod listener;
+mod poller;
+mod probe;
 mod proc_stats;
 mod report;
 mod slot;
+mod soak;
+mod soak_report;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -39,6 +50,8 @@ use crate::slot::{Shared, Slot, phase, st};
 const SNAPSHOT_GRACE: Duration = Duration::from_secs(5);
 const SNAPSHOT_GRACE_PER_LISTENER: Duration = Duration::from_millis(2);
 const SNAPSHOT_GRACE_MAX: Duration = Duration::from_secs(60);
+/// How long the server may take to answer `GET /healthz` after the window.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() {
     let cfg = match cli::parse_args() {
@@ -60,23 +73,20 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    rt.block_on(run(cfg, nofile));
+    let pass = if cfg.soak.is_some() {
+        rt.block_on(soak::run(cfg, nofile))
+    } else {
+        rt.block_on(run(cfg, nofile))
+    };
     // Do not wait for thousands of sockets to be torn down one by one by the runtime's drop.
-    std::process::exit(0);
+    std::process::exit(if pass { 0 } else { 1 });
 }
 
 /// The run's phases: ramp (start every listener and wait until each has resolved), window
 /// (measure for `--seconds`), snapshot (let every listener record the window's end), report.
-async fn run(cfg: Config, nofile: u64) {
+/// False when a storm's verdict fails.
+async fn run(cfg: Config, nofile: u64) -> bool {
     let n = cfg.listeners;
-    let mut request = format!(
-        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: onair-loadgen/0.1\r\nAccept: */*\r\n",
-        cfg.path, cfg.host
-    );
-    if cfg.icy {
-        request.push_str("Icy-MetaData: 1\r\n");
-    }
-    request.push_str("\r\n");
     // Slow listeners spread evenly over the connection order.
     let slow_set: Vec<bool> = (0..n)
         .map(|i| {
@@ -89,7 +99,7 @@ async fn run(cfg: Config, nofile: u64) {
         cfg: cfg.clone(),
         slots,
         resolved: AtomicUsize::new(0),
-        request: request.into_bytes(),
+        request: listener::request(&cfg),
         window_start: OnceLock::new(),
         epoch: Instant::now(),
     });
@@ -166,6 +176,12 @@ async fn run(cfg: Config, nofile: u64) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Whether the server survived: its process, and an answer to a plain request.
+    let server_alive = pid.as_deref().map(proc_stats::alive);
+    let healthz = probe::get(cfg.addr, &cfg.host, "/healthz", None, HEALTH_TIMEOUT)
+        .await
+        .ok()
+        .map(|a| a.status);
     report::print(
         &shared,
         &slow_set,
@@ -178,6 +194,8 @@ async fn run(cfg: Config, nofile: u64) {
             self_t0,
             self_t1,
             nofile,
+            server_alive,
+            healthz,
         },
-    );
+    )
 }

@@ -1,5 +1,6 @@
 //! The report: aggregates every connection's slot into counts, bitrates and latencies, with the
-//! server's and our own /proc cost, and prints the human table and the `--json` line.
+//! server's and our own /proc cost, and prints the human table and the `--json` line; for a
+//! `--storm`, also its verdict.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -68,10 +69,18 @@ pub struct Measure {
     pub self_t1: ProcSample,
     /// `RLIMIT_NOFILE` in force.
     pub nofile: u64,
+    /// After the window: the server's process still alive (`None` without `--pid`), and the
+    /// status it answered `GET /healthz` with (`None`: no answer).
+    pub server_alive: Option<bool>,
+    pub healthz: Option<u32>,
 }
 
+/// A storm's connection must get its first body byte within this, or a 503 with `Retry-After`.
+const STORM_SERVED_WITHIN_MS: f64 = 5_000.0;
+
 /// Prints the human table (to stderr with `--json`) and, with `--json`, the JSON line on stdout.
-pub fn print(shared: &Shared, slow_set: &[bool], m: &Measure) {
+/// False when a storm's verdict fails (true for any other run).
+pub fn print(shared: &Shared, slow_set: &[bool], m: &Measure) -> bool {
     let cfg = &shared.cfg;
     let s = summarize(shared, slow_set, m);
     let t = table(cfg, m, &s);
@@ -81,6 +90,7 @@ pub fn print(shared: &Shared, slow_set: &[bool], m: &Measure) {
     } else {
         print!("{t}");
     }
+    !cfg.storm || s.storm_pass
 }
 
 /// Every figure the report prints, aggregated from the slots and the /proc samples.
@@ -92,8 +102,20 @@ struct Summary {
     timeout: usize,
     http: usize,
     other: usize,
-    /// Never streamed: the sum of the five failure counts below it.
+    /// Closed by the server with no answer (or a 200 head and no body).
+    closed: usize,
+    /// Never streamed: the sum of the six failure counts above it.
     failed: usize,
+    /// Non-200 answers that were 503, the `Retry-After` seconds of those that had one (sorted),
+    /// and how many had none.
+    http_503: usize,
+    retry_after: Vec<f64>,
+    retry_missing: usize,
+    /// Answered with a first body byte within [`STORM_SERVED_WITHIN_MS`].
+    served_in_time: usize,
+    /// A storm's verdict: every connection served in time or answered 503 with `Retry-After`,
+    /// none dropped after admission, the server alive and answering.
+    storm_pass: bool,
     /// Normal listeners still streaming when the window ended.
     held: usize,
     slow_held: usize,
@@ -137,7 +159,9 @@ struct Summary {
 fn summarize(shared: &Shared, slow_set: &[bool], m: &Measure) -> Summary {
     let cfg = &shared.cfg;
     let n = cfg.listeners;
-    let (mut refused, mut reset, mut timeout, mut http, mut other) = (0, 0, 0, 0, 0);
+    let (mut refused, mut reset, mut timeout, mut http, mut other, mut closed) = (0, 0, 0, 0, 0, 0);
+    let (mut http_503, mut retry_missing) = (0usize, 0usize);
+    let mut retry_after = Vec::new();
     let (mut held, mut dropped, mut pending) = (0usize, 0usize, 0usize);
     let (mut slow_n, mut slow_held, mut slow_dropped) = (0usize, 0usize, 0usize);
     let mut slow_drop_ms = Vec::new();
@@ -225,7 +249,15 @@ fn summarize(shared: &Shared, slow_set: &[bool], m: &Measure) -> Summary {
                 if !http_codes.contains(&c) {
                     http_codes.push(c);
                 }
+                if c == 503 {
+                    http_503 += 1;
+                    match s.retry_after.load(Ordering::Relaxed) {
+                        0 => retry_missing += 1,
+                        r => retry_after.push(r as f64),
+                    }
+                }
             }
+            st::FAIL_CLOSED => closed += 1,
             st::FAIL_OTHER => {
                 other += 1;
                 let c = s.detail.load(Ordering::Relaxed);
@@ -237,7 +269,12 @@ fn summarize(shared: &Shared, slow_set: &[bool], m: &Measure) -> Summary {
             _ => pending += 1,
         }
     }
-    let failed = refused + reset + timeout + http + other;
+    let failed = refused + reset + timeout + http + other + closed;
+    let retry_after = sorted(retry_after);
+    let served_in_time = ttfb
+        .iter()
+        .filter(|&&t| t <= STORM_SERVED_WITHIN_MS)
+        .count();
     let kbps = sorted(kbps);
     let edge_kbps = sorted(edge_kbps);
     let slow_kbps = sorted(slow_kbps);
@@ -270,6 +307,11 @@ fn summarize(shared: &Shared, slow_set: &[bool], m: &Measure) -> Summary {
         _ => None,
     };
     let self_cpu = (m.self_t1.cpu - m.self_t0.cpu) / m.window_secs * 100.0;
+    // A 503 without Retry-After, like any other failure, fails the verdict.
+    let storm_pass = served_in_time + retry_after.len() == n
+        && dropped + slow_dropped == 0
+        && m.server_alive != Some(false)
+        && m.healthz.is_some();
     Summary {
         n,
         refused,
@@ -277,7 +319,13 @@ fn summarize(shared: &Shared, slow_set: &[bool], m: &Measure) -> Summary {
         timeout,
         http,
         other,
+        closed,
         failed,
+        http_503,
+        retry_after,
+        retry_missing,
+        served_in_time,
+        storm_pass,
         held,
         slow_held,
         all_held,
@@ -313,6 +361,7 @@ fn table(cfg: &Config, m: &Measure, s: &Summary) -> String {
         timeout,
         http,
         other,
+        closed,
         failed,
         held,
         slow_held,
@@ -337,6 +386,7 @@ fn table(cfg: &Config, m: &Measure, s: &Summary) -> String {
         rss_during,
         rss_per,
         self_cpu,
+        ..
     } = s;
     let expect = cfg.expect_kbps;
     let mut t = String::new();
@@ -374,7 +424,7 @@ fn table(cfg: &Config, m: &Measure, s: &Summary) -> String {
     );
     let _ = writeln!(
         t,
-        "   failed                       {failed:>10}   (refused {refused}, reset {reset}, timeout {timeout}, http {http} {:?}, other {other} {:?})",
+        "   failed                       {failed:>10}   (refused {refused}, reset {reset}, closed unanswered {closed}, timeout {timeout}, http {http} {:?}, other {other} {:?})",
         http_codes, other_errnos
     );
     if pending > 0 {
@@ -448,6 +498,9 @@ fn table(cfg: &Config, m: &Measure, s: &Summary) -> String {
             rss_per.map_or("?".into(), |r| format!("{:.2}", r / 1024.0))
         );
     }
+    if cfg.storm {
+        storm_verdict(&mut t, m, s);
+    }
     let _ = writeln!(
         t,
         "   loadgen itself: CPU {:.1} % of a core over the window, RSS {:.1} MiB, {} threads, nofile {}",
@@ -468,7 +521,13 @@ fn json_line(cfg: &Config, m: &Measure, s: &Summary) -> String {
         timeout,
         http,
         other,
+        closed,
         failed,
+        http_503,
+        ref retry_after,
+        retry_missing,
+        served_in_time,
+        storm_pass,
         held,
         slow_held,
         all_held,
@@ -505,7 +564,9 @@ fn json_line(cfg: &Config, m: &Measure, s: &Summary) -> String {
 \"slow_drop_s_p50\":{},\"slow_kbps_median\":{},\
 \"server_cpu_pct\":{},\"server_cpu_pct_per_1k\":{},\"server_ramp_cpu_s\":{},\
 \"server_rss_before_kib\":{},\"server_rss_during_kib\":{},\"server_rss_per_listener_b\":{},\
-\"self_cpu_pct\":{},\"self_rss_kib\":{}}}",
+\"self_cpu_pct\":{},\"self_rss_kib\":{},\
+\"closed\":{},\"http_503\":{},\"retry_after_min\":{},\"retry_after_median\":{},\"retry_after_max\":{},\
+\"retry_after_missing\":{},\"served_5s\":{},\"server_alive\":{},\"healthz\":{},\"storm_pass\":{}}}",
         jstr(&cfg.label),
         jstr(&format!("http://{}{}", cfg.host, cfg.path)),
         n,
@@ -550,6 +611,90 @@ fn json_line(cfg: &Config, m: &Measure, s: &Summary) -> String {
         o(rss_per),
         jnum(self_cpu),
         m.self_t1.rss_kib,
+        closed,
+        http_503,
+        jnum(pct(retry_after, 0.0)),
+        jnum(pct(retry_after, 50.0)),
+        jnum(pct(retry_after, 100.0)),
+        retry_missing,
+        served_in_time,
+        m.server_alive.map_or("null".into(), |a| a.to_string()),
+        m.healthz.map_or("null".into(), |c| c.to_string()),
+        cfg.storm && storm_pass,
     );
     j
+}
+
+/// The storm's lines: who was served in time, who was told to come back and when, who was
+/// dropped or lost, whether the server survived.
+fn storm_verdict(t: &mut String, m: &Measure, s: &Summary) {
+    let late = s.ttfb.len() - s.served_in_time;
+    let lost = s.n - s.ttfb.len() - s.http;
+    let _ = writeln!(
+        t,
+        "   storm verdict: {}",
+        if s.storm_pass { "PASS" } else { "FAIL" }
+    );
+    let _ = writeln!(
+        t,
+        "     served within {:.0} s           {:>6} of {}   (max first byte {:.0} ms; {late} served later)",
+        STORM_SERVED_WITHIN_MS / 1000.0,
+        s.served_in_time,
+        s.n,
+        pct(&s.ttfb, 100.0),
+    );
+    let mut spread = String::new();
+    if !s.retry_after.is_empty() {
+        let mut counts: Vec<(f64, usize)> = Vec::new();
+        for &r in &s.retry_after {
+            match counts.last_mut() {
+                Some((v, c)) if *v == r => *c += 1,
+                _ => counts.push((r, 1)),
+            }
+        }
+        let each: Vec<String> = counts
+            .iter()
+            .map(|(v, c)| format!("{v:.0} s ×{c}"))
+            .collect();
+        spread = format!(
+            "; Retry-After {:.0}–{:.0} s, median {:.0}: {}",
+            pct(&s.retry_after, 0.0),
+            pct(&s.retry_after, 100.0),
+            pct(&s.retry_after, 50.0),
+            each.join(", ")
+        );
+    }
+    let _ = writeln!(
+        t,
+        "     answered 503              {:>6}   ({} with Retry-After, {} without{spread})",
+        s.http_503,
+        s.retry_after.len(),
+        s.retry_missing,
+    );
+    let _ = writeln!(
+        t,
+        "     other non-200 answers     {:>6}",
+        s.http - s.http_503
+    );
+    let _ = writeln!(
+        t,
+        "     dropped after admission   {:>6}",
+        s.dropped + s.slow_dropped
+    );
+    let _ = writeln!(
+        t,
+        "     never answered            {lost:>6}   (refused {}, reset {}, closed unanswered {}, timeout {}, other {})",
+        s.refused, s.reset, s.closed, s.timeout, s.other
+    );
+    let _ = writeln!(
+        t,
+        "     server after the window   {}, GET /healthz {}",
+        match m.server_alive {
+            Some(true) => "alive",
+            Some(false) => "GONE",
+            None => "pid not given",
+        },
+        m.healthz
+            .map_or("not answered".into(), |c| format!("answered {c}")),
+    );
 }

@@ -34,6 +34,8 @@ pub mod st {
     pub const FAIL_TIMEOUT: u8 = 12;
     pub const FAIL_HTTP: u8 = 13;
     pub const FAIL_OTHER: u8 = 14;
+    /// The server closed the connection without an answer (or after a 200 head, before any body).
+    pub const FAIL_CLOSED: u8 = 15;
 }
 
 /// One connection's progress and measurements. Written by its listener task, read by the
@@ -65,6 +67,8 @@ pub struct Slot {
     pub dropped_after_ms: AtomicU32,
     /// HTTP status when not 200, or errno for FAIL_OTHER.
     pub detail: AtomicU32,
+    /// Seconds of a non-200 answer's `Retry-After` (0 = none).
+    pub retry_after: AtomicU32,
 }
 
 impl Slot {
