@@ -301,7 +301,8 @@ run_one() {
         >"$OUT/$name.json" 2>"$OUT/$name.txt" &
     local lg=$!
     PIDS+=("$lg")
-    wait "$lg" || echo "load generator failed for $name; see $OUT/$name.txt" >&2
+    # Exit 1 is a storm whose verdict failed (Icecast's does, from its listen backlog of 5).
+    wait "$lg" || echo "load generator exited $? for $name; see $OUT/$name.txt" >&2
     stop_pid "$lg"
     cat "$OUT/$name.txt" >&2
     sed "s/^{/{\"server\":\"$server\",\"kind\":\"$kind\",/" "$OUT/$name.json" >>"$OUT/results.jsonl"

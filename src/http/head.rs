@@ -29,8 +29,10 @@ pub const CORS_EXPOSE_HEADERS: &str =
 /// Icecast's no-cache trio, in its order.
 const NO_CACHE: &str = "Cache-Control: no-cache, no-store\r\n\
 Expires: Mon, 26 Jul 1997 05:00:00 GMT\r\nPragma: no-cache\r\n";
-/// How long a player refused at a full mount waits before it tries again.
-const FULL_RETRY_AFTER_SECS: u32 = 30;
+/// How long a player refused at a full mount waits before it tries again: drawn for each answer
+/// from this range (30 s on average, as before), so that the listeners refused in a reconnect
+/// storm come back spread over 20 s rather than all at the same instant, a second storm.
+const FULL_RETRY_AFTER_SECS: std::ops::RangeInclusive<u32> = 20..=40;
 const FULL_BODY: &str = "mount is full, retry later\n";
 
 /// The heads of one mount: built once, except for the `Date` line, which is renewed once a
@@ -49,6 +51,7 @@ struct Current {
     date: String,
     plain: Bytes,
     with_metaint: Bytes,
+    /// The full-mount answer up to its `Retry-After`, which is drawn for each answer.
     full: Bytes,
 }
 
@@ -100,7 +103,17 @@ impl StreamHead {
     /// `503` for a listener at a full mount, body included. Icecast 2.4 answers 403, which
     /// players take as final; 503 with `Retry-After` (Icecast 2.5) makes them come back.
     pub fn full(&self) -> Bytes {
-        self.current().full.clone()
+        let head = self.current().full.clone();
+        let mut out = Vec::with_capacity(head.len() + 40);
+        out.extend_from_slice(&head);
+        out.extend_from_slice(
+            format!(
+                "Retry-After: {}\r\n\r\n{FULL_BODY}",
+                fastrand::u32(FULL_RETRY_AFTER_SECS)
+            )
+            .as_bytes(),
+        );
+        Bytes::from(out)
     }
 
     /// `206` for a `Range: bytes=0-N` probe answered with `len` bytes (at least one): the
@@ -131,7 +144,7 @@ impl StreamHead {
                 with_metaint: Bytes::from(format!("{ok}icy-metaint:{}\r\n\r\n", self.metaint)),
                 full: Bytes::from(format!(
                     "HTTP/1.0 503 Service Unavailable\r\n{preamble}Content-Type: text/plain; charset=utf-8\r\n{NO_CACHE}\
-Access-Control-Allow-Origin: *\r\nRetry-After: {FULL_RETRY_AFTER_SECS}\r\n\r\n{FULL_BODY}"
+Access-Control-Allow-Origin: *\r\n"
                 )),
                 date,
             };
@@ -231,7 +244,12 @@ mod tests {
         let h = head();
         let full = String::from_utf8(h.full().to_vec()).unwrap();
         assert!(full.starts_with("HTTP/1.0 503 Service Unavailable\r\nServer: onair/"));
-        assert!(full.contains("\r\nRetry-After: 30\r\n\r\nmount is full"));
+        let retry: u32 = full
+            .split_once("\r\nRetry-After: ")
+            .and_then(|(_, rest)| rest.strip_suffix("\r\n\r\nmount is full, retry later\n"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no Retry-After before the body in {full:?}"));
+        assert!(FULL_RETRY_AFTER_SECS.contains(&retry), "{retry}");
         let partial = lines(&h.partial(2));
         assert_eq!(partial[0], "HTTP/1.0 206 Partial Content");
         assert!(!partial.iter().any(|l| l.starts_with("icy-metaint")));
@@ -239,6 +257,24 @@ mod tests {
             partial[partial.len() - 4..],
             ["Content-Length: 2", "Content-Range: bytes 0-1/*", "", ""]
         );
+    }
+
+    /// Listeners refused by a full mount in a storm must not all come back at one instant.
+    #[test]
+    fn full_mount_retry_after_is_spread() {
+        let h = head();
+        let values: std::collections::BTreeSet<u32> = (0..200)
+            .map(|_| {
+                let full = String::from_utf8(h.full().to_vec()).unwrap();
+                let (_, rest) = full.split_once("\r\nRetry-After: ").unwrap();
+                rest.split("\r\n").next().unwrap().parse().unwrap()
+            })
+            .collect();
+        assert!(
+            values.iter().all(|v| FULL_RETRY_AFTER_SECS.contains(v)),
+            "{values:?}"
+        );
+        assert!(values.len() >= 10, "too little spread: {values:?}");
     }
 
     #[test]
