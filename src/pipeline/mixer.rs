@@ -343,13 +343,8 @@ impl Mixer {
             None => match self.receive() {
                 Some(track) => {
                     let (cues, gain_db) = facts_of(&track, &self.station, &self.cue_settings);
-                    let trim = self.station.config.programme.trim_silence && !cues.jingle;
-                    let start = if trim { cues.cue_in } else { Duration::ZERO };
-                    let declick = if start.is_zero() {
-                        Duration::ZERO
-                    } else {
-                        planner::DECLICK
-                    };
+                    let trim = self.station.config.programme.trim_silence;
+                    let (start, declick) = planner::entry(&cues, trim);
                     Some((track, cues, gain_db, start, declick, None))
                 }
                 None => None,

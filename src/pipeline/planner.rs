@@ -109,16 +109,7 @@ impl Plan {
 /// The transition from `out` (cues of the track playing) to `inc` (the next one).
 pub fn plan(out: &Cues, inc: &Cues, crossfade: &Crossfade, trim: bool) -> Plan {
     let out_stop = out.stop(trim);
-    let in_start = if trim && !inc.jingle {
-        inc.cue_in
-    } else {
-        Duration::ZERO
-    };
-    let declick = if in_start.is_zero() {
-        Duration::ZERO
-    } else {
-        DECLICK
-    };
+    let (in_start, declick) = entry(inc, trim);
     let sequence = |kind| Plan {
         kind,
         next_at: out_stop,
@@ -176,11 +167,7 @@ pub fn plan(out: &Cues, inc: &Cues, crossfade: &Crossfade, trim: bool) -> Plan {
 /// A skip at `position` of the playing track: it fades out over [`SKIP_FADE`] while the next
 /// track starts.
 pub fn skip(position: Duration, inc: &Cues, trim: bool) -> Plan {
-    let in_start = if trim && !inc.jingle {
-        inc.cue_in
-    } else {
-        Duration::ZERO
-    };
+    let (in_start, declick) = entry(inc, trim);
     Plan {
         kind: Kind::Skip,
         next_at: position,
@@ -191,12 +178,24 @@ pub fn skip(position: Duration, inc: &Cues, trim: bool) -> Plan {
             curve: Curve::EqualPower,
         }),
         in_start,
-        declick: if in_start.is_zero() {
-            Duration::ZERO
-        } else {
-            DECLICK
-        },
+        declick,
     }
+}
+
+/// Where a track starts (its cue-in when trimming; a jingle from its first sample) and the
+/// de-click ramp that a start mid-signal needs.
+pub fn entry(inc: &Cues, trim: bool) -> (Duration, Duration) {
+    let in_start = if trim && !inc.jingle {
+        inc.cue_in
+    } else {
+        Duration::ZERO
+    };
+    let declick = if in_start.is_zero() {
+        Duration::ZERO
+    } else {
+        DECLICK
+    };
+    (in_start, declick)
 }
 
 /// The gain (dB) a track plays with: `target − I` within the boost and cut limits, lowered so
