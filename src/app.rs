@@ -94,8 +94,7 @@ pub async fn run_with(
     let admin_listener = match (options.admin_listener, config.server.admin_listen) {
         (Some(l), _) => Some(l),
         (None, Some(addr)) => Some(
-            TcpListener::bind(addr)
-                .await
+            crate::http::bind(addr)
                 .with_context(|| format!("listening on server.admin_listen {addr}"))?,
         ),
         (None, None) => None,

@@ -106,7 +106,8 @@ fn serve(config: onair::Config, log_dropped: prometheus::IntCounter) -> anyhow::
         .context("starting the async runtime")?;
     let result = runtime.block_on(async {
         let listen = config.server.listen;
-        let listener = bind(listen).with_context(|| format!("listening on {listen}"))?;
+        let listener =
+            onair::http::bind(listen).with_context(|| format!("listening on {listen}"))?;
         let options = onair::Options {
             reopen: reopen_on_sighup()?,
             log_dropped,
@@ -140,21 +141,6 @@ fn reopen_on_sighup() -> anyhow::Result<onair::Reopen> {
         }
     });
     Ok(reopen)
-}
-
-/// Listen backlog. tokio's default (128) overflows when a few thousand players reconnect at
-/// once after a network blip; the kernel caps this at `net.core.somaxconn` anyway.
-const LISTEN_BACKLOG: u32 = 4096;
-
-fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Completes on SIGTERM (what Kubernetes and `podman stop` send) or SIGINT (Ctrl-C).

@@ -2,9 +2,11 @@
 //! ENFILE, ENOBUFS, ENOMEM), the next call would fail the same way at once: the loop sleeps a
 //! moment instead of spinning, while the connections it has keep being served, and says so at
 //! most every [`WARN_EVERY`]. Any other error (ECONNABORTED: a client that gave up while queued)
-//! concerns one connection only and is skipped. Every failure is counted by kind.
+//! concerns one connection only and is skipped. Every failure is counted by kind. The listening
+//! sockets themselves are opened here too, with a backlog sized for reconnect storms.
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
@@ -13,6 +15,24 @@ use crate::metrics::Metrics;
 pub const BACKOFF: Duration = Duration::from_millis(100);
 /// At most one warning per this long; the next one says how many errors came meanwhile.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Listen backlog. tokio's default (1024) overflows when a few thousand players reconnect at
+/// once after a network blip: the kernel then drops the handshake's last ACK, the client believes
+/// it is connected and waits seconds for a retransmission. The kernel caps this at
+/// `net.core.somaxconn` anyway.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr`, as every port of the radio is opened.
+pub fn bind(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// The label of `onair_accept_errors_total` for `e`, and whether the loop should back off.
 pub fn kind(e: &io::Error) -> (&'static str, bool) {

@@ -25,6 +25,8 @@ mod routes;
 mod stall;
 mod status;
 
+pub use accept::bind;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;

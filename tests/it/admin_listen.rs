@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 
 use crate::support::{ADMIN_PASSWORD, RawStream, TestServer, admin_config_for, library_with};
 
@@ -21,7 +20,7 @@ async fn status(url: String) -> u16 {
 #[tokio::test]
 async fn ops_paths_are_served_on_the_admin_address_only() {
     let lib = library_with(&["01-cbr128.mp3"]);
-    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = onair::http::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let admin_addr = admin.local_addr().unwrap();
     let mut config = admin_config_for(lib.path(), "");
     config.server.admin_listen = Some(admin_addr);

@@ -16,7 +16,7 @@ use crate::support::{RawStream, TestServer, config_for, library_with, until};
 const IDLE: usize = 3000;
 const SLOW: usize = 500;
 const SUBSCRIBERS: usize = 500;
-/// Connections opened at once while building the flood (the listen backlog is 1024).
+/// Connections opened at once while building the flood (the listen backlog is 4096).
 const CONNECT_BATCH: usize = 200;
 
 /// Opens `n` connections that never send a byte.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use onair::audio::clock::Clock;
 use onair::config::{Config, Secrets};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -177,7 +177,7 @@ impl TestServer {
     }
 
     pub async fn start_options(config: Config, options: onair::Options) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = onair::http::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(onair::run_with(
