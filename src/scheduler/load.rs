@@ -1,14 +1,14 @@
 //! Getting one track ready: fetched onto local disk (or memory, if small) by the catalog, then
-//! probed as audio on the blocking pool. A probe that panics (a decoder bug on a damaged file)
-//! is caught and the track skipped as corrupt, like any other undecodable file.
+//! probed as audio on the probe thread (`prober.rs`). A probe that panics or hangs (a decoder bug
+//! on a damaged file) skips the track as corrupt, like any other undecodable file.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::analysis::Facts;
-use crate::audio::decode::{self, DecodeError, TrackTags};
+use crate::audio::decode::{DecodeError, TrackTags};
 use crate::catalog::{Catalog, CatalogError, TrackData, TrackRef};
+use crate::scheduler::prober::{ProbeError, Prober};
 use crate::station::{Station, TrackInfo};
 use crate::title::clean_title;
 
@@ -75,6 +75,7 @@ impl std::fmt::Display for Skip {
 /// Fetches a track and probes it as audio.
 pub async fn load<C: Catalog>(
     catalog: &C,
+    prober: &Prober,
     station: &Station,
     track: &TrackRef,
     resume_from: Option<SystemTime>,
@@ -91,12 +92,10 @@ pub async fn load<C: Catalog>(
         .metrics
         .storage_fetch_duration
         .observe(started.elapsed().as_secs_f64());
-    // Probing decodes a few packets: CPU work, kept off the async workers.
-    let probe_data = data.clone();
-    let tags = tokio::task::spawn_blocking(move || probe_guarded(&probe_data))
-        .await
-        .map_err(|e| Skip::Unavailable(CatalogError::Local(format!("probe task failed: {e}"))))?
-        .map_err(Skip::Undecodable)?;
+    let tags = prober.probe(data.clone()).await.map_err(|e| match e {
+        ProbeError::Undecodable(e) => Skip::Undecodable(e),
+        ProbeError::NoThread(e) => Skip::Unavailable(CatalogError::Local(e)),
+    })?;
     // Tags are untrusted text: cleaned once here, so every place that shows them (ICY blocks,
     // XML, JSON, logs) gets the same safe title.
     let mut tags = tags;
@@ -123,24 +122,4 @@ pub async fn load<C: Catalog>(
         resume_from,
         facts: None,
     })
-}
-
-/// [`decode::probe`], with a panic inside the decoder turned into a corrupt track.
-pub fn probe_guarded(data: &TrackData) -> Result<TrackTags, DecodeError> {
-    // The decoder state dies with the panic; nothing outlives this call.
-    std::panic::catch_unwind(AssertUnwindSafe(|| decode::probe(data))).unwrap_or_else(|panic| {
-        Err(DecodeError::Corrupt(format!(
-            "the decoder panicked: {}",
-            panic_message(&panic)
-        )))
-    })
-}
-
-/// The text of a caught panic, when it has one.
-pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into())
 }

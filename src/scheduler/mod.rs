@@ -14,6 +14,7 @@ mod listing;
 pub mod load;
 pub mod playout;
 pub mod policy;
+pub mod prober;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use load::LoadedTrack;
 use load::Skip;
 use playout::Resume;
 use policy::Policy;
+use prober::Prober;
 
 /// With nothing playable, how long until the library is listed and picked from again.
 const RETRY_EMPTY: Duration = Duration::from_secs(1);
@@ -95,6 +97,7 @@ pub fn spawn<C: Catalog>(
         prefetch: station.config.library.prefetch.max(1),
         catalog,
         analyses,
+        prober: Arc::new(Prober::new()),
         station,
         listing,
         applied: None,
@@ -143,6 +146,7 @@ struct Scheduler<C> {
     catalog: Arc<C>,
     /// What is known of each track's analysis (its sidecar).
     analyses: Arc<Analyses<C>>,
+    prober: Arc<Prober>,
     station: Arc<Station>,
     policy: Policy,
     listing: watch::Receiver<Listing>,
@@ -365,9 +369,9 @@ impl<C: Catalog> Scheduler<C> {
             late_at: Instant::now() + patience,
         });
         let (catalog, station) = (Arc::clone(&self.catalog), Arc::clone(&self.station));
-        let analyses = Arc::clone(&self.analyses);
+        let (analyses, prober) = (Arc::clone(&self.analyses), Arc::clone(&self.prober));
         self.loads.spawn(async move {
-            let result = load::load(&*catalog, &station, &track, resume_from).await;
+            let result = load::load(&*catalog, &prober, &station, &track, resume_from).await;
             let result = match result {
                 // Its analysis, if it has one: gain and cues for the mixer.
                 Ok(mut loaded) => {

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-
 use crate::support::{ADMIN_PASSWORD, RawStream, TestServer, admin_config_for, library_with};
 
 async fn status(url: String) -> u16 {
