@@ -11,8 +11,10 @@
 //!    that frame leaves the delay line;
 //! 3. the audio, delayed by the look-ahead (plus the FIR's group delay), is multiplied by it.
 //!
+//! The peak estimate, delayed likewise and times that gain, is the true peak of what comes out:
+//! the on-air meter reads it from here instead of oversampling the programme a second time.
 //! A last-resort clip at −0.1 dBFS catches what no ramp could (counted: it should never happen).
-//! Cost: about 0.7 % of a core per station at 44.1 kHz stereo; latency about 5.4 ms.
+//! Latency about 5.4 ms.
 
 use std::collections::VecDeque;
 
@@ -49,14 +51,19 @@ impl Default for LimiterSettings {
 pub struct Limiter {
     channels: usize,
     ceiling: f32,
-    /// `phases[p][k]`: tap `k` of the branch that interpolates at `p / OVERSAMPLE`.
-    phases: Vec<[f32; TAPS]>,
+    /// `taps[k][p]`: tap `k` of the branch that interpolates at `p / OVERSAMPLE`. Laid out by
+    /// tap, so the eight branches advance side by side in one vector of eight lanes.
+    taps: [[f32; OVERSAMPLE]; TAPS],
     /// The last `TAPS` input frames per channel, written twice (at `i` and `i + TAPS`) so the
     /// window, oldest first, is always the contiguous `[history_at + 1, history_at + 1 + TAPS)`.
     history: Vec<[f32; 2 * TAPS]>,
     history_at: usize,
     /// The frames not yet output, oldest first.
     delay: VecDeque<f32>,
+    /// The peak estimates of the frames between the estimator and the output, oldest first.
+    peaks: VecDeque<f32>,
+    /// Highest true peak output since the last [`Limiter::take_output_peak`], linear.
+    output_peak: f32,
     /// Frames held back: the look-ahead plus the estimator's lag.
     latency: usize,
     window: usize,
@@ -81,15 +88,19 @@ impl Limiter {
         let release_frames = (settings.release_ms / 1000.0 * rate).max(1.0);
         let mut delay = VecDeque::with_capacity((latency + 1) * channels);
         delay.extend(std::iter::repeat_n(0.0, latency * channels));
+        let mut peaks = VecDeque::with_capacity(window);
+        peaks.extend(std::iter::repeat_n(0.0, window - 1));
         let mut held = VecDeque::with_capacity(window + 1);
         held.extend(std::iter::repeat_n(1.0, window));
         Limiter {
             channels: channels.max(1),
             ceiling: 10f32.powf(settings.ceiling_dbtp / 20.0),
-            phases: polyphase(),
+            taps: by_tap(&polyphase()),
             history: vec![[0.0; 2 * TAPS]; channels.max(1)],
             history_at: 0,
             delay,
+            peaks,
+            output_peak: 0.0,
             latency,
             window,
             minima: VecDeque::with_capacity(window + 1),
@@ -120,6 +131,9 @@ impl Limiter {
             };
             let gain = self.gain_for(needed);
             self.lowest = self.lowest.min(gain);
+            self.peaks.push_back(peak);
+            let leaving = self.peaks.pop_front().unwrap_or(0.0);
+            self.output_peak = self.output_peak.max(leaving * gain);
             for s in frame.iter_mut() {
                 self.delay.push_back(*s);
                 // The queue holds `latency` frames before this one: never empty here.
@@ -140,6 +154,11 @@ impl Limiter {
         -20.0 * lowest.max(1e-6).log10()
     }
 
+    /// The highest true peak output since the last call, linear (1.0 is full scale).
+    pub fn take_output_peak(&mut self) -> f32 {
+        std::mem::take(&mut self.output_peak)
+    }
+
     /// Samples clipped at -0.1 dBFS so far.
     pub fn clipped(&self) -> u64 {
         self.clipped
@@ -148,18 +167,32 @@ impl Limiter {
     /// The true peak (linear) of the frame `TAPS / 2` frames back, over every channel.
     fn estimate_peak(&mut self, frame: &[f32]) -> f32 {
         self.history_at = (self.history_at + 1) % TAPS;
-        let mut peak = 0f32;
+        // Lane by lane, as the sums come out; `>` rather than `f32::max`, whose NaN rules would
+        // keep the compiler from using vector instructions (a NaN sample never gets here).
+        let mut lanes = [0f32; OVERSAMPLE];
         for (c, &s) in frame.iter().enumerate() {
             let h = &mut self.history[c];
             h[self.history_at] = s;
             h[self.history_at + TAPS] = s;
             let window = &h[self.history_at + 1..self.history_at + 1 + TAPS];
-            for coeffs in &self.phases {
-                let acc: f32 = coeffs.iter().zip(window).map(|(c, x)| c * x).sum();
-                peak = peak.max(acc.abs());
+            // Each branch sums its taps in order, as a plain dot product would: the same result,
+            // but the compiler can keep the eight sums in vector registers.
+            let mut acc = [0f32; OVERSAMPLE];
+            for (taps, &x) in self.taps.iter().zip(window) {
+                for (a, t) in acc.iter_mut().zip(taps) {
+                    *a += t * x;
+                }
+            }
+            for (l, a) in lanes.iter_mut().zip(acc) {
+                let a = a.abs();
+                if a > *l {
+                    *l = a;
+                }
             }
         }
-        peak
+        lanes
+            .into_iter()
+            .fold(0.0, |m, l| if l > m { l } else { m })
     }
 
     /// The gain for the frame leaving the delay line, given what the newest frame needs.
@@ -191,6 +224,17 @@ impl Limiter {
         }
         ((self.held_sum / self.window as f64) as f32).min(1.0)
     }
+}
+
+/// The branches of [`polyphase`], tap by tap.
+fn by_tap(phases: &[[f32; TAPS]]) -> [[f32; OVERSAMPLE]; TAPS] {
+    let mut taps = [[0f32; OVERSAMPLE]; TAPS];
+    for (p, branch) in phases.iter().enumerate() {
+        for (k, &t) in branch.iter().enumerate() {
+            taps[k][p] = t;
+        }
+    }
+    taps
 }
 
 /// The 8 branches of a Kaiser-windowed sinc low-pass at the input's Nyquist frequency, each
@@ -329,6 +373,32 @@ mod tests {
         let peak = late.iter().fold(0f32, |m, s| m.max(s.abs()));
         assert!((peak - 0.2).abs() < 0.01, "peak {peak}");
         assert!(l.take_reduction_db() < 0.1 || peak > 0.19);
+    }
+
+    #[test]
+    fn the_output_peak_is_what_a_true_peak_meter_reads() {
+        // Loud music (limited), then quiet (untouched): both read as an independent meter does.
+        for (amp, phase) in [(1.0, 0.0), (0.3, 0.7)] {
+            let mut l = Limiter::new(RATE, 2, LimiterSettings::default());
+            let mut out = tone(
+                RATE as f32 / 4.0,
+                amp,
+                phase + std::f32::consts::FRAC_PI_4,
+                1.0,
+            );
+            l.process(&mut out[..2 * 4410]);
+            l.take_output_peak();
+            l.process(&mut out[2 * 4410..]);
+            let ours = 20.0 * l.take_output_peak().log10();
+            let meter = true_peak(&out, 4410);
+            assert!(
+                (ours - meter).abs() < 0.2,
+                "limiter {ours} dBTP, meter {meter} dBTP"
+            );
+        }
+        let mut l = Limiter::new(RATE, 2, LimiterSettings::default());
+        l.process(&mut vec![0.0; 2 * 4410]);
+        assert_eq!(l.take_output_peak(), 0.0, "silence peaks at nothing");
     }
 
     #[test]

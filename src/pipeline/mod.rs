@@ -1,6 +1,6 @@
 //! The pipeline thread: decks (decode → convert to the station format, `deck.rs`) → the mixer
 //! (gains, transitions planned by `planner.rs`, `mixer.rs`) → one true-peak limiter
-//! (`limiter.rs`) → the meter (`meter.rs`) → every encoder → every ring, paced to the wall
+//! (`limiter.rs`) → the meter (`meter.rs`, BS.1770 in `loudness.rs`) → every encoder → every ring, paced to the wall
 //! clock. It is one dedicated OS thread because all of it is CPU work that must never stall the
 //! async workers serving listeners, and one programme feeds every mount: encoding cost grows
 //! with the number of mounts, never with listeners.
@@ -10,6 +10,7 @@
 
 pub mod deck;
 pub mod limiter;
+pub mod loudness;
 pub mod meter;
 pub mod mixer;
 pub mod planner;
@@ -226,7 +227,9 @@ impl Worker {
                 .clip_samples
                 .inc_by(clipped - metrics.clip_samples.get());
         }
-        self.meter.add(&self.block, self.mixer.on_air(), metrics);
+        let true_peak = self.limiter.take_output_peak();
+        self.meter
+            .add(&self.block, true_peak, self.mixer.on_air(), metrics);
         if let Some(tap) = &self.tap
             && tap.send(self.block.clone()).is_err()
         {
