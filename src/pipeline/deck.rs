@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::scheduler::LoadedTrack;
 use crate::title::StreamTitle;
 
-use super::planner::{Fade, curve_out};
+use super::planner::{self, Fade, curve_out};
 
 /// One track on a deck.
 pub struct Deck {
@@ -45,6 +45,9 @@ pub struct Deck {
     fade: Option<(u64, u64, Curve)>,
     /// Frames of de-click ramp still to apply, and its length.
     declick: (u64, u64),
+    /// Frames of the ramp down that ends at `stop_at`: a track stopped while it sounds (a hard
+    /// ending, a cue-out) would otherwise end on a step, which is a click.
+    stop_declick: u64,
 }
 
 impl Deck {
@@ -97,6 +100,7 @@ impl Deck {
             stop_at: None,
             fade: None,
             declick: (declick, declick),
+            stop_declick: frames(planner::DECLICK).max(1),
         })
     }
 
@@ -173,6 +177,12 @@ impl Deck {
         if left > 0 {
             g *= 1.0 - left as f32 / total as f32;
             self.declick.0 -= 1;
+        }
+        if let Some(stop) = self.stop_at {
+            let left = stop.saturating_sub(self.position);
+            if left < self.stop_declick {
+                g *= left as f32 / self.stop_declick as f32;
+            }
         }
         g
     }

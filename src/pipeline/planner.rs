@@ -23,7 +23,9 @@ use crate::config::{Crossfade, Curve, Loudness};
 pub const SKIP_FADE: Duration = Duration::from_secs(1);
 /// Shorter overlaps are played as a sequence.
 const MIN_OVERLAP: Duration = Duration::from_millis(300);
-/// The ramp that starts a track cut into mid-signal (cue-in after silence trimming).
+/// The ramp that starts a track cut into mid-signal (cue-in after silence trimming), and the
+/// one that ends every track where it stops (a hard ending is followed, not faded, but its last
+/// sample must not be a step to the next track's first).
 pub const DECLICK: Duration = Duration::from_millis(5);
 /// Items shorter than this are measured by their loudest 3 s instead of their integrated
 /// loudness (AES TD1008's rule for short-form items).

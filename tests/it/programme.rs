@@ -16,7 +16,8 @@ use onair::pipeline::planner;
 
 use crate::support::synth::{FRAME_S, Loudness, Programme, Synth, present};
 use crate::support::{
-    ADMIN_PASSWORD, RawStream, TestServer, admin_config_for, config_for, decode, require, until,
+    ADMIN_PASSWORD, RawStream, TestServer, admin_config_for, config_for, decode, icy, require,
+    until,
 };
 
 const RATE: u32 = 44_100;
@@ -720,20 +721,33 @@ async fn half_an_hour_of_a_mixed_playlist_stays_under_the_ceiling_with_no_gap() 
         .write_wav(&lib.path().join("52-song-high.wav"));
     analyse_all(lib.path(), names.len() + 3).await;
     let minutes = 30.0;
-    let mount = "[[mount]]\npath = \"/radio.mp3\"\nburst = \"1850s\"\nqueue = \"1900s\"\n";
+    // A title block every 20 ms of audio: where each track starts, to that precision.
+    let metaint = 320;
+    let mount = format!(
+        "[[mount]]\npath = \"/radio.mp3\"\nburst = \"1850s\"\nqueue = \"1900s\"\nicy_metaint = {metaint}\n"
+    );
     let server =
-        TestServer::start_with(config_for(lib.path(), &settings(mount)), Clock::Unpaced).await;
-    let mut listener = RawStream::get(server.addr, "/radio.mp3", "").await;
+        TestServer::start_with(config_for(lib.path(), &settings(&mount)), Clock::Unpaced).await;
+    let mut listener = RawStream::get(server.addr, "/radio.mp3", "Icy-MetaData: 1\r\n").await;
+    let audio_bytes = minutes * 60.0 * 16_000.0;
     let bytes = listener
         .read(
-            (minutes * 60.0 * 16_000.0) as usize,
+            (audio_bytes * (1.0 + 1.0 / f64::from(metaint))) as usize + 64_000,
             Duration::from_secs(600),
         )
         .await;
-    assert!(bytes.len() as f64 >= minutes * 60.0 * 16_000.0 * 0.99);
+    let split = icy::split(&bytes, metaint as usize);
+    assert!(split.audio.len() as f64 >= audio_bytes * 0.99);
+    let starts: Vec<f64> = split
+        .titles
+        .iter()
+        .filter(|t| !t.title.is_empty())
+        .map(|t| t.audio_offset as f64 / 16_000.0)
+        .skip(1)
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let mp3 = dir.path().join("half-hour.mp3");
-    std::fs::write(&mp3, &bytes).unwrap();
+    std::fs::write(&mp3, &split.audio).unwrap();
     let mut counted = Vec::new();
     for kind in ["crossfade", "sequence", "jingle"] {
         let series = format!("onair_transitions_total{{kind=\"{kind}\"}}");
@@ -758,5 +772,96 @@ async fn half_an_hour_of_a_mixed_playlist_stays_under_the_ceiling_with_no_gap() 
         .filter(|l| l.contains("silence_end"))
         .collect();
     assert!(gaps.is_empty(), "gaps: {gaps:?}");
+    // No click where the mixer could make one: where a track starts (and, in a sequence, the
+    // one before it stops), no sample-to-sample step stands out of the music on either side.
+    let steps = steps_per_frame(&mp3);
+    let found = clicks(&steps, &starts);
+    eprintln!(
+        "{} track starts; the most suspect: {:?}",
+        starts.len(),
+        &found[..3]
+    );
+    assert!(starts.len() >= 100, "{} track starts", starts.len());
+    let loud: Vec<_> = found.iter().filter(|b| b.is_click()).collect();
+    assert!(loud.is_empty(), "clicks: {loud:?}");
     server.shutdown().await.unwrap();
+}
+
+/// The largest sample-to-sample step of each 10 ms of `file`, over both channels: how the
+/// audio-quality note measures clicks.
+fn steps_per_frame(file: &Path) -> Vec<f64> {
+    let key = "lavfi.astats.Overall.Max_difference";
+    ffmpeg_filter(
+        file,
+        &format!(
+            "asetnsamples=n=441,astats=metadata=1:reset=1:measure_perchannel=none:measure_overall=Max_difference,ametadata=mode=print:key={key}:file=-"
+        ),
+    )
+    .lines()
+    .filter_map(|l| l.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+    .collect()
+}
+
+/// A track start and the steps around it.
+#[derive(Debug, PartialEq)]
+struct Boundary {
+    at_s: f64,
+    /// The largest step where the decks meet.
+    step: f64,
+    /// The largest step of the music in the half second on each side.
+    music: f64,
+}
+
+/// Where the decks meet in the decoded stream, after the title: the new title rides on the
+/// first MP3 frame that holds any of the new track's audio (the encoder keeps a frame and its
+/// look-ahead, the decoder adds its delay: 70 ms, measured here with a track cut short), and
+/// arrives at the next metadata block (20 ms).
+const MEET_FROM_S: f64 = 0.02;
+const MEET_TO_S: f64 = 0.11;
+const MUSIC_S: f64 = 0.5;
+
+impl Boundary {
+    /// A step both far larger than the music's own and big enough to hear.
+    fn is_click(&self) -> bool {
+        self.step > 0.02 && self.step > 2.0 * self.music
+    }
+}
+
+/// Every start in `starts` (seconds) with the steps around it, the most suspect first. Only
+/// where the decks meet is judged: the corpus' tracks start and end abruptly and speak at once,
+/// which is their music, and crossfaded endings are faded to nothing.
+fn clicks(steps: &[f64], starts: &[f64]) -> Vec<Boundary> {
+    let frame = |s: f64| ((s / FRAME_S).max(0.0) as usize).min(steps.len());
+    let max = |from: f64, to: f64| {
+        steps[frame(from)..frame(to).max(frame(from))]
+            .iter()
+            .copied()
+            .fold(0.0, f64::max)
+    };
+    let mut found: Vec<Boundary> = starts
+        .iter()
+        .map(|&at| {
+            let (from, to) = (at + MEET_FROM_S, at + MEET_TO_S);
+            Boundary {
+                at_s: at,
+                step: max(from, to),
+                music: max(from - MUSIC_S, from).max(max(to, to + MUSIC_S)),
+            }
+        })
+        .collect();
+    found.sort_by(|a, b| (b.step / b.music.max(1e-9)).total_cmp(&(a.step / a.music.max(1e-9))));
+    found
+}
+
+#[test]
+fn a_step_out_of_the_music_at_a_start_is_a_click_and_music_is_not() {
+    // 100 s of music stepping by 0.05, starts every 20 s; one start has a step of 0.3.
+    let mut steps = vec![0.05; 10_000];
+    steps[4_007] = 0.3;
+    // An onset 150 ms after a start, or anywhere inside a track, is music, however abrupt.
+    steps[6_015] = 0.6;
+    steps[7_000] = 0.6;
+    let found = clicks(&steps, &[20.0, 40.0, 60.0, 80.0]);
+    assert!(found[0].is_click() && found[0].at_s == 40.0, "{found:?}");
+    assert!(found[1..].iter().all(|b| !b.is_click()), "{found:?}");
 }
