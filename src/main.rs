@@ -102,6 +102,7 @@ fn serve(config: onair::Config, log_dropped: prometheus::IntCounter) -> anyhow::
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("onair-io")
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .build()
         .context("starting the async runtime")?;
     let result = runtime.block_on(async {
@@ -120,6 +121,12 @@ fn serve(config: onair::Config, log_dropped: prometheus::IntCounter) -> anyhow::
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     result
 }
+
+/// How long an idle thread of the blocking pool (file opens and reads, cache writes, listings)
+/// is kept. tokio's 10 s would end and start threads all day, as tracks come every few minutes:
+/// kept, the same few threads do that work, the thread count stays flat, and no new thread
+/// takes another malloc arena (where freed memory is kept for that thread's arena alone).
+const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The longest the runtime waits for blocking work when `run` has returned.
 const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_millis(300);
