@@ -18,8 +18,8 @@ use crate::audio::clock::Clock;
 use crate::catalog::{Catalog as _, Library};
 use crate::config::Config;
 use crate::fanout::Fanout;
+use crate::fanout::access_log::AccessLog;
 use crate::http::Port;
-use crate::http::access_log::AccessLog;
 use crate::metrics::{CacheStats, Metrics};
 use crate::pipeline::Pipeline;
 use crate::station::Station;
@@ -106,7 +106,8 @@ pub async fn run_with(
         metrics.access_log_dropped.clone(),
     )
     .with_context(|| format!("opening the access log {:?}", config.server.access_log))?;
-    let (station, commands) = Station::new(Arc::clone(&config), metrics, access_log);
+    let access_log = Arc::new(access_log);
+    let (station, commands) = Station::new(Arc::clone(&config), metrics);
     let catalog = Library::open(&config.library)
         .await
         .context("setting up the library")?;
@@ -164,6 +165,7 @@ pub async fn run_with(
     let http = crate::http::Server::new(
         Arc::clone(&station),
         fanout.handle(),
+        Arc::clone(&access_log),
         cancel.clone(),
         tasks.clone(),
     );
@@ -180,7 +182,7 @@ pub async fn run_with(
     }
     tasks.spawn(reopen_on_request(
         options.reopen,
-        Arc::clone(&station),
+        Arc::clone(&access_log),
         cancel.clone(),
     ));
 
@@ -225,7 +227,7 @@ pub async fn run_with(
         tracing::error!("the fan-out thread could not be joined");
     }
     // Every listener has ended: their records are queued, and reach the file before `run` ends.
-    station.access_log.flush(ACCESS_LOG_FLUSH).await;
+    access_log.flush(ACCESS_LOG_FLUSH).await;
     tasks.close();
     if tokio::time::timeout(config.server.shutdown_grace, tasks.wait())
         .await
@@ -241,11 +243,11 @@ pub async fn run_with(
 }
 
 /// Reopens the access log each time `reopen` is triggered, until the radio stops.
-async fn reopen_on_request(reopen: Reopen, station: Arc<Station>, cancel: CancellationToken) {
+async fn reopen_on_request(reopen: Reopen, access_log: Arc<AccessLog>, cancel: CancellationToken) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = reopen.0.notified() => station.access_log.reopen(),
+            _ = reopen.0.notified() => access_log.reopen(),
         }
     }
 }

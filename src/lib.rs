@@ -19,6 +19,7 @@ pub mod app;
 pub mod audio;
 pub mod catalog;
 pub mod config;
+pub mod dates;
 pub mod encode;
 pub mod fanout;
 pub mod fdlimit;

@@ -11,9 +11,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MountConfig};
-use crate::http::access_log::AccessLog;
-use crate::http::admin_auth::LoginThrottle;
-use crate::http::head::StreamHead;
 use crate::metrics::Metrics;
 use crate::ring::FrameRing;
 use crate::title::StreamTitle;
@@ -46,8 +43,6 @@ pub struct Mount {
     pub config: MountConfig,
     pub ring: Arc<FrameRing>,
     pub content_type: &'static str,
-    /// The response heads listeners get, built once with the mount.
-    pub head: StreamHead,
     listeners: AtomicUsize,
     peak: AtomicUsize,
     /// Milliseconds since the station's start at the last publish; 0 = never.
@@ -236,10 +231,6 @@ pub struct Station {
     /// Operator commands for the pipeline, which takes them between two blocks.
     commands: std::sync::mpsc::Sender<Command>,
     next_client_id: AtomicU64,
-    /// One line per finished listener.
-    pub access_log: AccessLog,
-    /// Failed admin logins per address (the delay and budget of `/admin/*`).
-    pub admin_logins: LoginThrottle,
 }
 
 impl Station {
@@ -247,7 +238,6 @@ impl Station {
     pub fn new(
         config: Arc<Config>,
         metrics: Metrics,
-        access_log: AccessLog,
     ) -> (Arc<Station>, std::sync::mpsc::Receiver<Command>) {
         let (commands, received) = std::sync::mpsc::channel();
         let started = SystemTime::now();
@@ -260,7 +250,6 @@ impl Station {
                 Arc::new(Mount {
                     ring: FrameRing::new(m.queue.bytes(m.bytes_per_sec())),
                     content_type,
-                    head: StreamHead::new(&config.station, config.audio, m, content_type),
                     config: m.clone(),
                     listeners: AtomicUsize::new(0),
                     peak: AtomicUsize::new(0),
@@ -286,8 +275,6 @@ impl Station {
             up_next: Mutex::new(None),
             commands,
             next_client_id: AtomicU64::new(1),
-            access_log,
-            admin_logins: LoginThrottle::default(),
         });
         (station, received)
     }

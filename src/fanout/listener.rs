@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::access_log::{AccessLog, AccessRecord};
 use super::position::{Flow, StreamPos};
-use crate::http::access_log::AccessRecord;
 use crate::metrics::Disconnect;
 use crate::ring::Window;
 use crate::station::{ListenerSlot, Mount, Station};
@@ -46,6 +46,7 @@ pub struct Listener {
     /// The mount's index in `Station::mounts`, which is the fan-out thread's window index.
     pub(super) mount_index: usize,
     station: Arc<Station>,
+    access_log: Arc<AccessLog>,
     _slot: ListenerSlot,
     kicked: Arc<AtomicBool>,
     peer: SocketAddr,
@@ -72,6 +73,7 @@ impl Listener {
         mount: Arc<Mount>,
         mount_index: usize,
         station: Arc<Station>,
+        access_log: Arc<AccessLog>,
         slot: ListenerSlot,
         kicked: Arc<AtomicBool>,
         peer: SocketAddr,
@@ -87,6 +89,7 @@ impl Listener {
             mount,
             mount_index,
             station,
+            access_log,
             _slot: slot,
             kicked,
             peer,
@@ -190,7 +193,7 @@ impl Drop for Listener {
             "listener disconnected"
         );
         // The strings move into the record: no copy, no formatting and no I/O on this thread.
-        self.station.access_log.record(AccessRecord {
+        self.access_log.record(AccessRecord {
             ip: self.peer.ip(),
             request_line: std::mem::take(&mut self.request.request_line),
             status: 200,

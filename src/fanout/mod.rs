@@ -6,7 +6,9 @@
 //! writing to those that are due (about a fifth of them per turn). No waker, no timer and no
 //! buffer exist per listener, and a listener's memory is its [`Listener`] alone. A socket that
 //! cannot take more is simply retried next turn; one that falls out of the window has lagged.
+//! A listener that ends leaves a line in the access log (`access_log.rs`), off this thread.
 
+pub mod access_log;
 mod listener;
 pub mod position;
 

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::Body;
 use super::admin_auth::{
-    Attempt, FAILED_LOGIN_DELAY, FAILURE_BUDGET, changes_state, cross_site, login,
+    Attempt, FAILED_LOGIN_DELAY, FAILURE_BUDGET, LoginThrottle, changes_state, cross_site, login,
 };
 use super::escape::xml as escape_xml;
 use super::status::{self, Detail};
@@ -43,7 +43,13 @@ impl From<Response<Body>> for Answer {
 }
 
 /// Answers a request under `/admin/` from `peer`.
-pub fn handle<B>(req: &Request<B>, station: &Station, host: &str, peer: SocketAddr) -> Answer {
+pub fn handle<B>(
+    req: &Request<B>,
+    station: &Station,
+    logins: &LoginThrottle,
+    host: &str,
+    peer: SocketAddr,
+) -> Answer {
     let want_json = req
         .headers()
         .get(header::ACCEPT)
@@ -80,7 +86,7 @@ pub fn handle<B>(req: &Request<B>, station: &Station, host: &str, peer: SocketAd
             .into();
     }
     let check = || login(req, &station.config.server.admin_user, password.expose());
-    match station.admin_logins.attempt(peer.ip(), check) {
+    match logins.attempt(peer.ip(), check) {
         Attempt::Granted => {}
         Attempt::Missing => return unauthorized(reply).into(),
         Attempt::Failed { user, failures } => {
@@ -218,10 +224,10 @@ fn stats(station: &Station, host: &str, reply: Reply) -> Response<Body> {
         ("listeners", json!(station.total_listeners())),
         ("location", json!("")),
         ("server_id", json!(status::SERVER_ID)),
-        ("server_start", json!(status::rfc822(station.started))),
+        ("server_start", json!(crate::dates::rfc822(station.started))),
         (
             "server_start_iso8601",
-            json!(status::iso8601(station.started)),
+            json!(crate::dates::iso8601(station.started)),
         ),
         ("sources", json!(station.mounts.len())),
     ];

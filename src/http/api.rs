@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::status::iso8601_utc;
+use crate::dates::iso8601_utc;
 use crate::station::{Station, TrackInfo};
 
 /// How often an event stream looks at the listener counts.

@@ -17,8 +17,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::status::{audio_info, http_date};
+use super::status::audio_info;
 use crate::config::{Audio, MountConfig, Station};
+use crate::dates::http_date;
 
 /// `Server:` on every answer.
 pub const SERVER: &str = concat!("onair/", env!("CARGO_PKG_VERSION"));

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::Server;
+use super::head::StreamHead;
 use crate::fanout::position::StreamPos;
-use crate::fanout::{FanoutHandle, Listener, ListenerRequest};
+use crate::fanout::{Listener, ListenerRequest};
 use crate::metrics::Disconnect;
 use crate::ring::Window;
-use crate::station::{Client, Mount, Refusal, Station};
+use crate::station::{Client, Mount, Refusal};
 
 /// The answer when the client's address is at the mount's `max_listeners_per_ip`.
 const IP_FULL: &[u8] = b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
@@ -28,12 +30,15 @@ too many listeners from your address, retry later\n";
 pub fn answer(
     socket: std::net::TcpStream,
     peer: SocketAddr,
-    station: &Arc<Station>,
-    fanout: &FanoutHandle,
+    server: &Server,
     mount_index: usize,
     request: ListenerRequest,
 ) {
-    let Some(mount) = station.mounts.get(mount_index) else {
+    let station = &server.station;
+    let (Some(mount), Some(head)) = (
+        station.mounts.get(mount_index),
+        server.heads.get(mount_index),
+    ) else {
         return;
     };
     let path = mount.config.path.as_str();
@@ -52,7 +57,7 @@ pub fn answer(
             let (reason, answer) = match refusal {
                 Refusal::Full => {
                     tracing::warn!(mount = %path, listener = %peer, limit = mount.config.max_listeners, "mount full; refusing listener");
-                    (Disconnect::Full, mount.head.full())
+                    (Disconnect::Full, head.full())
                 }
                 Refusal::PerIp => {
                     tracing::info!(mount = %path, listener = %peer, limit = mount.config.max_listeners_per_ip, "too many listeners from one address; refusing listener");
@@ -78,13 +83,14 @@ pub fn answer(
     let burst = mount.config.burst.bytes(mount.config.bytes_per_sec());
     let seq = mount.ring.burst_start(burst);
     let metaint = request.icy.then_some(mount.config.icy_metaint);
-    let pos = StreamPos::new(mount.head.ok(request.icy), seq, metaint);
+    let pos = StreamPos::new(head.ok(request.icy), seq, metaint);
     let mut listener = Listener::new(
         socket,
         pos,
         Arc::clone(mount),
         mount_index,
         Arc::clone(station),
+        Arc::clone(&server.access_log),
         slot,
         kicked,
         peer,
@@ -101,7 +107,7 @@ pub fn answer(
     if let Some(reason) = ended {
         listener.end(reason);
     } else {
-        fanout.add(listener);
+        server.fanout.add(listener);
     }
 }
 
@@ -115,6 +121,7 @@ pub async fn peek(
     mut stream: TcpStream,
     peer: SocketAddr,
     mount: &Mount,
+    head: &StreamHead,
     icy: bool,
     range: Option<u64>,
     with_body: bool,
@@ -125,16 +132,16 @@ pub async fn peek(
             // Only in the first moments after start can the ring be empty: with no bytes to
             // range over, the plain head and no body; the player asks again.
             if data.is_empty() {
-                mount.head.ok(false).to_vec()
+                head.ok(false).to_vec()
             } else {
-                let mut out = mount.head.partial(data.len());
+                let mut out = head.partial(data.len());
                 if with_body {
                     out.extend_from_slice(&data);
                 }
                 out
             }
         }
-        None => mount.head.ok(icy).to_vec(),
+        None => head.ok(icy).to_vec(),
     };
     let written = tokio::time::timeout(PEEK_WRITE_TIMEOUT, async {
         stream.write_all(&answer).await?;

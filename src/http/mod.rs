@@ -9,9 +9,8 @@
 //! answers 404 for them.
 
 mod accept;
-pub mod access_log;
 mod admin;
-pub mod admin_auth;
+mod admin_auth;
 mod api;
 #[doc(hidden)] // pub for the fuzz targets only
 pub mod escape;
@@ -48,7 +47,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::fanout::FanoutHandle;
+use crate::fanout::access_log::AccessLog;
 use crate::station::Station;
+use admin_auth::LoginThrottle;
+use head::StreamHead;
 use request::{Dispatch, Head};
 
 /// Kernel send buffer per connection. Small, because a listener's backlog should sit in the
@@ -161,6 +163,12 @@ impl Port {
 pub struct Server {
     station: Arc<Station>,
     fanout: FanoutHandle,
+    /// The response heads of the mounts' listeners, built once (`Station::mounts` order).
+    heads: Vec<StreamHead>,
+    /// Where each listener leaves its line when it ends.
+    access_log: Arc<AccessLog>,
+    /// Failed admin logins per address (the delay and budget of `/admin/*`).
+    admin_logins: LoginThrottle,
     gate: Arc<gate::Gate>,
     events: Arc<Semaphore>,
     cancel: CancellationToken,
@@ -173,11 +181,19 @@ impl Server {
     pub fn new(
         station: Arc<Station>,
         fanout: FanoutHandle,
+        access_log: Arc<AccessLog>,
         cancel: CancellationToken,
         tasks: TaskTracker,
     ) -> Arc<Server> {
         let limits = &station.config.server;
+        let config = &station.config;
+        let heads = station
+            .mounts
+            .iter()
+            .map(|m| StreamHead::new(&config.station, config.audio, &m.config, m.content_type))
+            .collect();
         Arc::new(Server {
+            heads,
             gate: gate::Gate::new(
                 limits.max_connections,
                 station.metrics.open_connections.clone(),
@@ -185,6 +201,8 @@ impl Server {
             events: Arc::new(Semaphore::new(limits.max_event_subscribers)),
             station,
             fanout,
+            access_log,
+            admin_logins: LoginThrottle::default(),
             cancel,
             tasks,
         })
@@ -280,25 +298,26 @@ impl Server {
                 Ok(socket) => {
                     // An admitted listener leaves the gate: the mounts' `max_listeners` bound it.
                     drop(slot);
-                    listener::answer(
-                        socket,
-                        peer,
-                        &self.station,
-                        &self.fanout,
-                        mount_index,
-                        request,
-                    )
+                    listener::answer(socket, peer, &self, mount_index, request)
                 }
                 Err(e) => {
                     tracing::debug!(peer = %peer, error = %e, "could not take over a listener socket")
                 }
             },
             Dispatch::Peek {
-                mount,
+                mount_index,
                 icy,
                 range,
                 with_body,
-            } => listener::peek(stream, peer, &mount, icy, range, with_body).await,
+            } => {
+                let (Some(mount), Some(head)) = (
+                    self.station.mounts.get(mount_index),
+                    self.heads.get(mount_index),
+                ) else {
+                    return;
+                };
+                listener::peek(stream, peer, mount, head, icy, range, with_body).await
+            }
             Dispatch::Hyper => self.serve_hyper(stream, head.freeze(), peer, port).await,
         }
     }
@@ -367,7 +386,7 @@ impl Server {
             return plain(StatusCode::NOT_FOUND, "not found\n", None);
         }
         if !(req.method() == Method::GET && path == "/api/events") {
-            return routes::handle(req, &self.station, peer).await;
+            return routes::handle(req, &self.station, &self.admin_logins, peer).await;
         }
         let Ok(permit) = Arc::clone(&self.events).try_acquire_owned() else {
             self.rejected("max_event_subscribers");
@@ -384,7 +403,7 @@ impl Server {
             _permit: permit,
             gauge,
         };
-        routes::handle(req, &self.station, peer)
+        routes::handle(req, &self.station, &self.admin_logins, peer)
             .await
             .map(|body| match body {
                 Body::Events(rx) => Body::Subscribed(rx, subscription),

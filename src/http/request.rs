@@ -17,7 +17,7 @@ use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::fanout::ListenerRequest;
-use crate::station::{Mount, Station};
+use crate::station::Station;
 
 /// Largest request head, for every request: a longer one is answered 431 before dispatch. hyper
 /// is given the same limit (`max_buf_size`), though it only ever sees heads already complete.
@@ -40,7 +40,8 @@ pub enum Dispatch {
     /// A `HEAD` of a mount, or a small `Range` probe of one: answered with the stream's head
     /// (and a probe's bytes) outside hyper, which cannot write Icecast's header case.
     Peek {
-        mount: Arc<Mount>,
+        /// The mount's index in `Station::mounts`.
+        mount_index: usize,
         icy: bool,
         /// `Some(N + 1)` for `Range: bytes=0-N`.
         range: Option<u64>,
@@ -116,12 +117,7 @@ pub fn dispatch(head: &[u8], station: &Arc<Station>, received: Instant) -> Dispa
         return Dispatch::Hyper;
     };
     let path = target.split_once('?').map_or(target, |(p, _)| p);
-    let Some((mount_index, mount)) = station
-        .mounts
-        .iter()
-        .enumerate()
-        .find(|(_, m)| m.config.path == path)
-    else {
+    let Some(mount_index) = station.mounts.iter().position(|m| m.config.path == path) else {
         return Dispatch::Hyper;
     };
     let header = |name: &str| {
@@ -134,7 +130,7 @@ pub fn dispatch(head: &[u8], station: &Arc<Station>, received: Instant) -> Dispa
     let range = header("range").and_then(range_probe);
     if method == "HEAD" || range.is_some() {
         return Dispatch::Peek {
-            mount: Arc::clone(mount),
+            mount_index,
             icy: icy && range.is_none(),
             range,
             with_body: method == "GET",

@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
+use super::admin_auth::LoginThrottle;
 use super::head::{CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, SERVER};
 use super::status;
 use super::{Body, admin, api};
@@ -20,9 +21,10 @@ use crate::station::Station;
 pub async fn handle(
     req: Request<hyper::body::Incoming>,
     station: &Arc<Station>,
+    logins: &LoginThrottle,
     peer: SocketAddr,
 ) -> Response<Body> {
-    let (resp, delay) = respond(req, station, peer);
+    let (resp, delay) = respond(req, station, logins, peer);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -32,6 +34,7 @@ pub async fn handle(
 fn respond(
     req: Request<hyper::body::Incoming>,
     station: &Arc<Station>,
+    logins: &LoginThrottle,
     peer: SocketAddr,
 ) -> (Response<Body>, Duration) {
     let mut delay = Duration::ZERO;
@@ -49,7 +52,7 @@ fn respond(
                 no_store(json(status::icestats(station, host(&req))))
             }
             (&Method::GET, p) if p.starts_with("/admin/") => {
-                let answer = admin::handle(&req, station, &host(&req), peer);
+                let answer = admin::handle(&req, station, logins, &host(&req), peer);
                 delay = answer.delay;
                 no_store(answer.response)
             }
@@ -160,7 +163,8 @@ fn icecast_error(status: StatusCode, body: &'static str) -> Response<Body> {
     let h = resp.headers_mut();
     h.insert(header::SERVER, HeaderValue::from_static(SERVER));
     h.insert(header::CONNECTION, HeaderValue::from_static("Close"));
-    if let Ok(date) = HeaderValue::from_str(&status::http_date(std::time::SystemTime::now())) {
+    if let Ok(date) = HeaderValue::from_str(&crate::dates::http_date(std::time::SystemTime::now()))
+    {
         h.insert(header::DATE, date);
     }
     h.insert(

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use prometheus::IntCounter;
 use tokio::sync::mpsc;
 
-use super::status::clf_date;
+use crate::dates::clf_date;
 
 /// Records held for a slow disk; the queue allocates as it fills, not up front.
 const QUEUE_RECORDS: usize = 4096;
