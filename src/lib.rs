@@ -24,6 +24,7 @@ pub mod encode;
 pub mod fanout;
 pub mod fdlimit;
 pub mod http;
+pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
