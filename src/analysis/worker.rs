@@ -171,8 +171,6 @@ impl<C: Catalog> Worker<C> {
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(facts) => {
-                self.metrics.analysis_seconds.observe(seconds);
-                self.metrics.analysis_total.with_label_values(&["ok"]).inc();
                 tracing::info!(track = %track.key, seconds,
                     lufs = facts.integrated_lufs, true_peak = facts.true_peak_dbtp,
                     duration_s = facts.duration_s, "track analysed");
@@ -185,6 +183,10 @@ impl<C: Catalog> Worker<C> {
                     }
                 }
                 self.analyses.insert(track, Arc::new(facts));
+                // Counted once kept (or found unkeepable): whoever watches the count for a
+                // finished analysis then finds its sidecar.
+                self.metrics.analysis_seconds.observe(seconds);
+                self.metrics.analysis_total.with_label_values(&["ok"]).inc();
             }
             Err(e) => {
                 self.metrics
