@@ -29,21 +29,20 @@ fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, usize) {
 
 /// "Fri, 27 Nov 2026 14:33:00 +0000", as Icecast writes dates.
 pub fn rfc822(t: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    let (y, m, d, hh, mm, ss, wd) = civil(t);
-    format!(
-        "{}, {d:02} {} {y} {hh:02}:{mm:02}:{ss:02} +0000",
-        DAYS[wd],
-        MONTHS[(m - 1) as usize]
-    )
+    day_date(t, "+0000")
 }
 
 /// "Fri, 27 Nov 2026 14:33:00 GMT": the `Date` header (IMF-fixdate, as Icecast and hyper write it).
 pub fn http_date(t: SystemTime) -> String {
+    day_date(t, "GMT")
+}
+
+/// "Fri, 27 Nov 2026 14:33:00 " and then `zone`.
+fn day_date(t: SystemTime, zone: &str) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     let (y, m, d, hh, mm, ss, wd) = civil(t);
     format!(
-        "{}, {d:02} {} {y} {hh:02}:{mm:02}:{ss:02} GMT",
+        "{}, {d:02} {} {y} {hh:02}:{mm:02}:{ss:02} {zone}",
         DAYS[wd],
         MONTHS[(m - 1) as usize]
     )
