@@ -127,14 +127,14 @@ pub async fn run_with(
     // Any early return (a stage that fails to start) stops what already runs.
     let _stop_on_return = cancel.clone().drop_guard();
     let tasks = TaskTracker::new();
-    let watchdog = station.watchdog.clone();
+    let watchdog = station.health.watchdog().clone();
 
     // The pipeline takes tracks from a channel of one, so `up next` is always the track in it;
     // the scheduler keeps the rest of the prefetch in its own queue.
     let (track_tx, track_rx) = mpsc::channel(1);
     let (bad_tx, bad_rx) = mpsc::channel(64);
     let pipeline = Pipeline::spawn(
-        Arc::clone(&station),
+        &station,
         track_rx,
         bad_tx,
         commands,
@@ -143,13 +143,8 @@ pub async fn run_with(
         watchdog.clone(),
     )
     .context("starting the audio pipeline")?;
-    let mut scheduler = crate::scheduler::spawn(
-        catalog,
-        Arc::clone(&station),
-        track_tx,
-        bad_rx,
-        cancel.child_token(),
-    );
+    let mut scheduler =
+        crate::scheduler::spawn(catalog, &station, track_tx, bad_rx, cancel.child_token());
 
     let addr = listener
         .local_addr()
@@ -160,7 +155,7 @@ pub async fn run_with(
         mounts = %config.mounts.iter().map(|m| m.path.as_str()).collect::<Vec<_>>().join(" "),
         "radio on air"
     );
-    let fanout = Fanout::start(Arc::clone(&station), watchdog.clone())
+    let fanout = Fanout::start(Arc::clone(&station.mounts), watchdog.clone())
         .context("starting the fan-out thread")?;
     let http = crate::http::Server::new(
         Arc::clone(&station),
@@ -198,7 +193,7 @@ pub async fn run_with(
             stage,
             "the radio cannot go on without its {stage}: exiting so that it is replaced"
         );
-        station.set_draining();
+        station.health.set_draining();
         cancel.cancel();
         // What can still be closed cleanly is, within a bound: the process must be gone (and
         // replaced) within 2 s, not wait on a stage that is stuck.
@@ -211,7 +206,7 @@ pub async fn run_with(
     }
     tracing::info!("shutting down");
     // Health first, so a load balancer stops routing new listeners here.
-    station.set_draining();
+    station.health.set_draining();
     // Stops the accept loops and the scheduler; open connections finish their request.
     cancel.cancel();
     for accept_loop in accept_loops {

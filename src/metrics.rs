@@ -30,6 +30,16 @@ pub enum Disconnect {
 }
 
 impl Disconnect {
+    /// Every reason, in declaration order (`reason as usize` indexes it).
+    pub const ALL: [Disconnect; 6] = [
+        Disconnect::Client,
+        Disconnect::Lagged,
+        Disconnect::Full,
+        Disconnect::IpLimit,
+        Disconnect::Shutdown,
+        Disconnect::Admin,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Disconnect::Client => "client",
@@ -382,22 +392,41 @@ impl Metrics {
     }
 
     /// Creates the per-mount series at zero so dashboards see them before the first listener.
-    pub fn init_mount(&self, mount: &str, codec: &str) {
-        self.listeners.with_label_values(&[mount]).set(0);
-        self.listener_connections.with_label_values(&[mount]);
-        self.sent_bytes.with_label_values(&[mount]);
-        self.encoded_seconds.with_label_values(&[mount, codec]);
-        for r in [
-            Disconnect::Client,
-            Disconnect::Lagged,
-            Disconnect::Full,
-            Disconnect::IpLimit,
-            Disconnect::Shutdown,
-            Disconnect::Admin,
-        ] {
-            self.listener_disconnects
-                .with_label_values(&[mount, r.label()]);
+    /// The handles of one mount's metrics, bound to its labels once (every series created at
+    /// zero, so that `increase()` sees the first event): the listener path and the pipeline
+    /// touch them without a label lookup.
+    pub fn for_mount(&self, mount: &str, codec: &str) -> MountMetrics {
+        let listeners = self.listeners.with_label_values(&[mount]);
+        listeners.set(0);
+        MountMetrics {
+            listeners,
+            connections: self.listener_connections.with_label_values(&[mount]),
+            disconnects: Disconnect::ALL.map(|r| {
+                self.listener_disconnects
+                    .with_label_values(&[mount, r.label()])
+            }),
+            sent_bytes: self.sent_bytes.with_label_values(&[mount]),
+            time_to_first_byte: self.time_to_first_byte.with_label_values(&[mount]),
+            encoded_seconds: self.encoded_seconds.with_label_values(&[mount, codec]),
         }
+    }
+}
+
+/// One mount's series of the listener and encoder metrics.
+#[derive(Clone)]
+pub struct MountMetrics {
+    pub listeners: IntGauge,
+    pub connections: IntCounter,
+    disconnects: [IntCounter; Disconnect::ALL.len()],
+    pub sent_bytes: IntCounter,
+    pub time_to_first_byte: Histogram,
+    pub encoded_seconds: prometheus::Counter,
+}
+
+impl MountMetrics {
+    /// Counts a listener's end (or refusal) for `reason`.
+    pub fn disconnected(&self, reason: Disconnect) {
+        self.disconnects[reason as usize].inc();
     }
 }
 
@@ -563,19 +592,29 @@ mod tests {
     #[test]
     fn every_metric_registers_and_renders() {
         let m = Metrics::new();
-        m.init_mount("/radio.mp3", "mp3");
+        let mount = m.for_mount("/radio.mp3", "mp3");
         m.tracks_skipped.with_label_values(&["corrupt"]).inc();
+        mount.disconnected(Disconnect::Admin);
         let text = m.render();
         for name in [
             "onair_listeners{mount=\"/radio.mp3\"} 0",
             "onair_tracks_skipped_total{reason=\"corrupt\"} 1",
             "onair_listener_disconnects_total{mount=\"/radio.mp3\",reason=\"lagged\"} 0",
+            "onair_listener_disconnects_total{mount=\"/radio.mp3\",reason=\"admin\"} 1",
+            "onair_time_to_first_byte_seconds_count{mount=\"/radio.mp3\"} 0",
             "process_resident_memory_bytes",
         ] {
             assert!(text.contains(name), "missing {name}");
         }
         // A second radio in the same process has its own registry.
         Metrics::new();
+    }
+
+    #[test]
+    fn each_disconnect_reason_indexes_its_own_series() {
+        for (i, reason) in Disconnect::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, i, "{}", reason.label());
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::access_log::{AccessLog, AccessRecord};
 use super::position::{Flow, StreamPos};
 use crate::metrics::Disconnect;
 use crate::ring::Window;
-use crate::station::{ListenerSlot, Mount, Station};
+use crate::station::{ListenerSlot, Mount};
 
 /// How often a listener that keeps up is written to. Players hold seconds of audio, so half a
 /// second of batching is inaudible, and it is five times fewer writes than one per publish.
@@ -43,9 +43,8 @@ pub struct Listener {
     socket: TcpStream,
     pos: StreamPos,
     mount: Arc<Mount>,
-    /// The mount's index in `Station::mounts`, which is the fan-out thread's window index.
+    /// The mount's index in `Mounts`, which is the fan-out thread's window index.
     pub(super) mount_index: usize,
-    station: Arc<Station>,
     access_log: Arc<AccessLog>,
     _slot: ListenerSlot,
     kicked: Arc<AtomicBool>,
@@ -72,7 +71,6 @@ impl Listener {
         pos: StreamPos,
         mount: Arc<Mount>,
         mount_index: usize,
-        station: Arc<Station>,
         access_log: Arc<AccessLog>,
         slot: ListenerSlot,
         kicked: Arc<AtomicBool>,
@@ -88,7 +86,6 @@ impl Listener {
             pos,
             mount,
             mount_index,
-            station,
             access_log,
             _slot: slot,
             kicked,
@@ -124,10 +121,9 @@ impl Listener {
         let result = self.pos.write_to(&mut self.socket, window, WRITES_PER_TURN);
         if !self.first_byte && self.pos.sent() > 0 {
             self.first_byte = true;
-            self.station
+            self.mount
                 .metrics
                 .time_to_first_byte
-                .with_label_values(&[&self.mount.config.path])
                 .observe(self.request.connected.elapsed().as_secs_f64());
         }
         match result {
@@ -168,19 +164,13 @@ impl Drop for Listener {
     fn drop(&mut self) {
         let uncounted = self.take_uncounted();
         let path = self.mount.config.path.as_str();
-        let metrics = &self.station.metrics;
+        let metrics = &self.mount.metrics;
         if uncounted > 0 {
-            metrics
-                .sent_bytes
-                .with_label_values(&[path])
-                .inc_by(uncounted);
+            metrics.sent_bytes.inc_by(uncounted);
         }
         let reason = self.end.unwrap_or(Disconnect::Client);
-        metrics.listeners.with_label_values(&[path]).dec();
-        metrics
-            .listener_disconnects
-            .with_label_values(&[path, reason.label()])
-            .inc();
+        metrics.listeners.dec();
+        metrics.disconnected(reason);
         let duration = self.request.connected.elapsed();
         let sent = self.pos.sent();
         tracing::info!(

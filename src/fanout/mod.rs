@@ -22,7 +22,7 @@ pub use listener::{Listener, ListenerRequest, WRITE_INTERVAL};
 
 use crate::metrics::Disconnect;
 use crate::ring::Window;
-use crate::station::Station;
+use crate::station::Mounts;
 use crate::supervise::{Watchdog, fault};
 
 /// Longest sleep between turns when nothing is published: how soon a kicked listener goes.
@@ -64,7 +64,7 @@ impl Shared {
 impl Fanout {
     /// Starts the thread and subscribes it to every mount's ring. A panic of the thread, or an
     /// end before [`Fanout::finish`], is reported to `watchdog`.
-    pub fn start(station: Arc<Station>, watchdog: Watchdog) -> std::io::Result<Fanout> {
+    pub fn start(mounts: Arc<Mounts>, watchdog: Watchdog) -> std::io::Result<Fanout> {
         let shared = Arc::new(Shared {
             inbox: Mutex::new(Inbox::default()),
         });
@@ -72,12 +72,12 @@ impl Fanout {
             .name("onair-fanout".into())
             .spawn({
                 let shared = Arc::clone(&shared);
-                let station = Arc::clone(&station);
+                let mounts = Arc::clone(&mounts);
                 move || {
                     watchdog.run(
                         "fan-out thread",
                         || shared.inbox().finishing,
-                        || run(&station, &shared),
+                        || run(&mounts, &shared),
                     );
                     // However it ended, nobody reads the inbox any more: refuse arrivals, so
                     // a socket handed over now is closed instead of leaking.
@@ -89,7 +89,7 @@ impl Fanout {
                     late.into_iter().for_each(|l| l.end(Disconnect::Shutdown));
                 }
             })?;
-        for mount in &station.mounts {
+        for mount in mounts.iter() {
             mount.ring.subscribe(thread.thread().clone());
         }
         Ok(Fanout {
@@ -145,19 +145,10 @@ impl FanoutHandle {
     }
 }
 
-fn run(station: &Station, shared: &Shared) {
+fn run(mounts: &Mounts, shared: &Shared) {
     // Empty windows: the first sync copies each ring from its oldest frame.
-    let mut windows: Vec<Window> = station.mounts.iter().map(|_| Window::default()).collect();
-    let sent: Vec<IntCounter> = station
-        .mounts
-        .iter()
-        .map(|m| {
-            station
-                .metrics
-                .sent_bytes
-                .with_label_values(&[&m.config.path])
-        })
-        .collect();
+    let mut windows: Vec<Window> = mounts.iter().map(|_| Window::default()).collect();
+    let sent: Vec<&IntCounter> = mounts.iter().map(|m| &m.metrics.sent_bytes).collect();
     let mut sent_now = vec![0u64; windows.len()];
     let mut listeners: Vec<Listener> = Vec::new();
     loop {
@@ -169,7 +160,7 @@ fn run(station: &Station, shared: &Shared) {
             listeners.append(&mut inbox.arrivals);
             inbox.finishing
         };
-        for (w, m) in windows.iter_mut().zip(&station.mounts) {
+        for (w, m) in windows.iter_mut().zip(mounts) {
             w.sync(&m.ring);
         }
         let now = Instant::now();

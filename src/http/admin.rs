@@ -130,7 +130,8 @@ pub fn handle<B>(
             .get("mount")
             .ok_or((StatusCode::BAD_REQUEST, "mount parameter required"))?;
         station
-            .mount(path)
+            .mounts
+            .find(path)
             .ok_or((StatusCode::NOT_FOUND, "Source does not exist"))
     };
     let result = match req.uri().path() {
@@ -209,19 +210,13 @@ fn stats(station: &Station, host: &str, reply: Reply) -> Response<Body> {
     let connections: u64 = station
         .mounts
         .iter()
-        .map(|m| {
-            station
-                .metrics
-                .listener_connections
-                .with_label_values(&[&m.config.path])
-                .get()
-        })
+        .map(|m| m.metrics.connections.get())
         .sum();
     let global: Vec<(&str, Value)> = vec![
         ("admin", json!("")),
         ("host", json!(status::host_without_port(host))),
         ("listener_connections", json!(connections)),
-        ("listeners", json!(station.total_listeners())),
+        ("listeners", json!(station.mounts.total_listeners())),
         ("location", json!("")),
         ("server_id", json!(status::SERVER_ID)),
         ("server_start", json!(crate::dates::rfc822(station.started))),
@@ -254,7 +249,7 @@ fn stats(station: &Station, host: &str, reply: Reply) -> Response<Body> {
     }
     let mut x = String::from("<?xml version=\"1.0\"?>\n<icestats>");
     push_fields(&mut x, &global);
-    for m in &station.mounts {
+    for m in station.mounts.iter() {
         let _ = write!(x, "<source mount=\"{}\">", escape_xml(&m.config.path));
         push_fields(
             &mut x,
@@ -323,7 +318,7 @@ fn listmounts(station: &Station, reply: Reply) -> Response<Body> {
         return reply.body(StatusCode::OK, json!({ "mounts": mounts }).to_string());
     }
     let mut x = String::from("<?xml version=\"1.0\"?>\n<icestats>");
-    for m in &station.mounts {
+    for m in station.mounts.iter() {
         let _ = write!(
             x,
             "<source mount=\"{}\"><listeners>{n}</listeners><Listeners>{n}</Listeners><Connected>{}</Connected><content-type>{}</content-type></source>",

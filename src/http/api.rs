@@ -37,7 +37,7 @@ fn round2(x: f64) -> f64 {
 /// The `/api/nowplaying` document. `host` is the Host header, for stream URLs.
 pub fn nowplaying(station: &Station, host: &str) -> Value {
     let s = &station.config.station;
-    let now = station.now_playing.borrow().clone();
+    let now = station.on_air.now();
     let mounts: Vec<Value> = station
         .mounts
         .iter()
@@ -65,6 +65,7 @@ pub fn nowplaying(station: &Station, host: &str) -> Value {
         Value::Object(o)
     });
     let history: Vec<Value> = station
+        .on_air
         .history()
         .iter()
         .map(|p| {
@@ -75,10 +76,10 @@ pub fn nowplaying(station: &Station, host: &str) -> Value {
         .collect();
     json!({
         "station": { "name": s.name, "description": s.description, "genre": s.genre, "url": s.url },
-        "listeners": station.total_listeners(),
+        "listeners": station.mounts.total_listeners(),
         "mounts": mounts,
         "now_playing": now_playing,
-        "next": station.up_next().as_ref().map(|t| Value::Object(track_json(t))),
+        "next": station.on_air.up_next().as_ref().map(|t| Value::Object(track_json(t))),
         "history": history,
         "generated_at": SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     })
@@ -90,7 +91,7 @@ fn listener_counts(station: &Station) -> Value {
         .iter()
         .map(|m| (m.config.path.clone(), json!(m.listeners())))
         .collect();
-    json!({ "listeners": station.total_listeners(), "mounts": mounts })
+    json!({ "listeners": station.mounts.total_listeners(), "mounts": mounts })
 }
 
 fn event(name: &str, data: &Value) -> Bytes {
@@ -103,7 +104,7 @@ pub fn events(station: &Arc<Station>, host: String) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(16);
     let station = Arc::clone(station);
     tokio::spawn(async move {
-        let mut titles = station.now_playing.subscribe();
+        let mut titles = station.on_air.subscribe();
         let mut counts = tokio::time::interval(COUNT_INTERVAL);
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.reset();
@@ -118,7 +119,7 @@ pub fn events(station: &Arc<Station>, host: String) -> mpsc::Receiver<Bytes> {
         }
         loop {
             let msg = tokio::select! {
-                _ = station.stopping.cancelled() => return,
+                _ = station.health.stopping().cancelled() => return,
                 _ = tx.closed() => return,
                 changed = titles.changed() => {
                     if changed.is_err() {

@@ -42,9 +42,9 @@ pub fn answer(
         return;
     };
     let path = mount.config.path.as_str();
-    let metrics = &station.metrics;
+    let metrics = &mount.metrics;
     let kicked = Arc::new(AtomicBool::new(false));
-    let id = station.client_id();
+    let id = station.mounts.client_id();
     let slot = match mount.admit(Client {
         id,
         addr: peer,
@@ -64,20 +64,14 @@ pub fn answer(
                     (Disconnect::IpLimit, bytes::Bytes::from_static(IP_FULL))
                 }
             };
-            metrics
-                .listener_disconnects
-                .with_label_values(&[path, reason.label()])
-                .inc();
+            metrics.disconnected(reason);
             // Small enough for any socket buffer; a client that is gone simply misses it.
             let _ = std::io::Write::write(&mut &socket, &answer);
             return;
         }
     };
-    metrics.listeners.with_label_values(&[path]).inc();
-    metrics
-        .listener_connections
-        .with_label_values(&[path])
-        .inc();
+    metrics.listeners.inc();
+    metrics.connections.inc();
     tracing::info!(mount = %path, listener = %peer, user_agent = %request.user_agent, "listener connected");
 
     let burst = mount.config.burst.bytes(mount.config.bytes_per_sec());
@@ -89,7 +83,6 @@ pub fn answer(
         pos,
         Arc::clone(mount),
         mount_index,
-        Arc::clone(station),
         Arc::clone(&server.access_log),
         slot,
         kicked,
@@ -100,10 +93,7 @@ pub fn answer(
     let mut window = Window::starting_at(seq);
     window.sync(&mount.ring);
     let ended = listener.turn(&window, Instant::now(), true);
-    metrics
-        .sent_bytes
-        .with_label_values(&[path])
-        .inc_by(listener.take_uncounted());
+    metrics.sent_bytes.inc_by(listener.take_uncounted());
     if let Some(reason) = ended {
         listener.end(reason);
     } else {

@@ -163,7 +163,7 @@ impl Port {
 pub struct Server {
     station: Arc<Station>,
     fanout: FanoutHandle,
-    /// The response heads of the mounts' listeners, built once (`Station::mounts` order).
+    /// The response heads of the mounts' listeners, built once (`Mounts` order).
     heads: Vec<StreamHead>,
     /// Where each listener leaves its line when it ends.
     access_log: Arc<AccessLog>,

@@ -32,7 +32,7 @@ pub const MAX_PROBE_BYTES: u64 = 64 * 1024;
 
 /// Where a request goes.
 pub enum Dispatch {
-    /// A listener for the mount at this index of `Station::mounts`.
+    /// A listener for the mount at this index of `Mounts`.
     Listener {
         mount_index: usize,
         request: ListenerRequest,
@@ -40,7 +40,7 @@ pub enum Dispatch {
     /// A `HEAD` of a mount, or a small `Range` probe of one: answered with the stream's head
     /// (and a probe's bytes) outside hyper, which cannot write Icecast's header case.
     Peek {
-        /// The mount's index in `Station::mounts`.
+        /// The mount's index in `Mounts`.
         mount_index: usize,
         icy: bool,
         /// `Some(N + 1)` for `Range: bytes=0-N`.
@@ -117,7 +117,7 @@ pub fn dispatch(head: &[u8], station: &Arc<Station>, received: Instant) -> Dispa
         return Dispatch::Hyper;
     };
     let path = target.split_once('?').map_or(target, |(p, _)| p);
-    let Some(mount_index) = station.mounts.iter().position(|m| m.config.path == path) else {
+    let Some(mount_index) = station.mounts.position(path) else {
         return Dispatch::Hyper;
     };
     let header = |name: &str| {

@@ -41,7 +41,7 @@ fn respond(
     let path = req.uri().path();
     let mut resp = if req.method() == Method::OPTIONS {
         preflight()
-    } else if station.mount(path).is_some() {
+    } else if station.mounts.find(path).is_some() {
         match *req.method() {
             Method::GET | Method::HEAD => reconnect(),
             _ => method_not_allowed("GET, HEAD, OPTIONS"),
@@ -118,7 +118,7 @@ pub(super) fn common_headers(h: &mut HeaderMap) {
 /// `/radio.mp3.m3u` → (`/radio.mp3`, `m3u`) when the mount exists.
 fn playlist_target<'a>(station: &Station, path: &'a str) -> Option<(&'a str, &'a str)> {
     let (mount, ext) = path.rsplit_once('.')?;
-    (matches!(ext, "m3u" | "pls" | "xspf") && station.mount(mount).is_some())
+    (matches!(ext, "m3u" | "pls" | "xspf") && station.mounts.find(mount).is_some())
         .then_some((mount, ext))
 }
 
@@ -231,14 +231,14 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
 }
 
 fn health(station: &Station) -> Response<Body> {
-    if let Some(stage) = station.watchdog.dead() {
+    if let Some(stage) = station.health.watchdog().dead() {
         // The process is on its way out: the orchestrator should replace it.
         text(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain; charset=utf-8",
             format!("the {stage} stopped\n"),
         )
-    } else if station.is_draining() {
+    } else if station.health.is_draining() {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain; charset=utf-8",
@@ -275,10 +275,7 @@ fn index(station: &Station) -> Response<Body> {
         .replace("{{STATION_DESCRIPTION}}", &e(&s.description))
         .replace("{{STATION_GENRE}}", &e(&s.genre))
         .replace("{{STATION_URL}}", &e(&s.url))
-        .replace(
-            "{{NOW_TITLE}}",
-            &e(station.now_playing.borrow().title.text()),
-        );
+        .replace("{{NOW_TITLE}}", &e(station.on_air.title().text()));
     text(StatusCode::OK, "text/html; charset=utf-8", page)
 }
 

@@ -87,15 +87,10 @@ pub fn source_fields(
         ("server_url", json!(s.url)),
         ("stream_start", json!(rfc822(m.started))),
         ("stream_start_iso8601", json!(iso8601(m.started))),
-        ("title", json!(station.now_playing.borrow().title.text())),
+        ("title", json!(station.on_air.title().text())),
     ]);
     if admin {
-        let sent = station
-            .metrics
-            .sent_bytes
-            .with_label_values(&[&c.path])
-            .get();
-        fields.push(("total_bytes_sent", json!(sent)));
+        fields.push(("total_bytes_sent", json!(m.metrics.sent_bytes.get())));
     }
     fields
 }

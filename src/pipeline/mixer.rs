@@ -21,8 +21,10 @@ use super::planner::{self, Plan};
 use crate::analysis::{CueSettings, Cues, derive_cues};
 use crate::audio::clock::Clock;
 use crate::catalog::TrackRef;
+use crate::config::{Config, Programme};
+use crate::metrics::Metrics;
 use crate::scheduler::LoadedTrack;
-use crate::station::Station;
+use crate::station::OnAir;
 use crate::supervise::{fault, panic_message};
 use crate::title::StreamTitle;
 
@@ -44,7 +46,10 @@ struct Next {
 }
 
 pub struct Mixer {
-    station: Arc<Station>,
+    config: Arc<Config>,
+    metrics: Metrics,
+    /// Where what goes on air is told.
+    on_air: Arc<OnAir>,
     tracks: mpsc::Receiver<LoadedTrack>,
     bad: mpsc::Sender<TrackRef>,
     clock: Clock,
@@ -68,17 +73,21 @@ pub struct Mixer {
 
 impl Mixer {
     pub fn new(
-        station: Arc<Station>,
+        config: Arc<Config>,
+        metrics: Metrics,
+        on_air: Arc<OnAir>,
         tracks: mpsc::Receiver<LoadedTrack>,
         bad: mpsc::Sender<TrackRef>,
         clock: Clock,
     ) -> Mixer {
-        let audio = station.config.audio;
+        let audio = config.audio;
         Mixer {
             rate: audio.sample_rate,
             channels: usize::from(audio.channels),
             cue_settings: CueSettings::default(),
-            station,
+            config,
+            metrics,
+            on_air,
             tracks,
             bad,
             clock,
@@ -124,7 +133,7 @@ impl Mixer {
         };
         tracing::info!(track = %current.track.key, "skipping to the next track at the operator's request");
         let at = current.position();
-        let trim = self.station.config.programme.trim_silence;
+        let trim = self.config.programme.trim_silence;
         match self.next.as_mut() {
             Some(next) => {
                 let plan = planner::skip(at, &next.cues, trim);
@@ -195,7 +204,7 @@ impl Mixer {
 
     /// Mixes one deck into `dst` under the panic guard; the frames it gave.
     fn mix(&mut self, which: Which, dst: &mut [f32]) -> usize {
-        let metrics = self.station.metrics.clone();
+        let metrics = self.metrics.clone();
         let deck = match which {
             Which::Current => self.current.as_mut(),
             Which::Incoming => self.incoming.as_mut(),
@@ -231,7 +240,7 @@ impl Mixer {
         if let Some(old) = self.current.take() {
             let errors = old.errors();
             if errors > 0 {
-                self.station.metrics.decode_errors.inc_by(errors);
+                self.metrics.decode_errors.inc_by(errors);
                 tracing::warn!(track = %old.track.key, damaged_packets = errors, "track had damaged packets; played what was readable");
             }
         }
@@ -241,7 +250,7 @@ impl Mixer {
             // next track that came late): the next one, if ready, starts at once.
             self.skipped_at = None;
             self.ended = ended;
-            self.station.end_track();
+            self.on_air.end_track();
         }
     }
 
@@ -261,8 +270,8 @@ impl Mixer {
                 return;
             }
         };
-        let (cues, gain_db) = facts_of(&track, &self.station, &self.cue_settings);
-        let programme = &self.station.config.programme;
+        let (cues, gain_db) = facts_of(&track, &self.config.programme, &self.cue_settings);
+        let programme = &self.config.programme;
         let plan = match self.skipped_at.take() {
             Some(at) => planner::skip(at, &cues, programme.trim_silence),
             None => planner::plan(
@@ -273,7 +282,7 @@ impl Mixer {
             ),
         };
         current.set_end(plan.out_end, plan.fade);
-        self.station.set_up_next(Some(track.info()));
+        self.on_air.set_up_next(Some(track.info()));
         self.next = Some(Next {
             track,
             cues,
@@ -288,7 +297,7 @@ impl Mixer {
             return;
         };
         let plan = next.plan;
-        let metrics = &self.station.metrics;
+        let metrics = &self.metrics;
         metrics
             .transitions
             .with_label_values(&[plan.kind.label()])
@@ -318,7 +327,7 @@ impl Mixer {
             // It cannot play: the outgoing track plays out whole (its fade had not begun: a
             // fade starts at or after the incoming track's entry), and another next is taken.
             None => {
-                let trim = self.station.config.programme.trim_silence;
+                let trim = self.config.programme.trim_silence;
                 if let Some(cur) = self.current.as_mut() {
                     let end = cur.cues.stop(trim);
                     cur.set_end(end, None);
@@ -342,8 +351,9 @@ impl Mixer {
             )),
             None => match self.receive() {
                 Some(track) => {
-                    let (cues, gain_db) = facts_of(&track, &self.station, &self.cue_settings);
-                    let trim = self.station.config.programme.trim_silence;
+                    let (cues, gain_db) =
+                        facts_of(&track, &self.config.programme, &self.cue_settings);
+                    let trim = self.config.programme.trim_silence;
                     let (start, declick) = planner::entry(&cues, trim);
                     Some((track, cues, gain_db, start, declick, None))
                 }
@@ -376,7 +386,7 @@ impl Mixer {
                 } else {
                     planner::Kind::Sequence
                 });
-                let metrics = &self.station.metrics;
+                let metrics = &self.metrics;
                 metrics.transitions.with_label_values(&[kind.label()]).inc();
                 metrics.transition_overlap_seconds.observe(0.0);
                 tracing::info!(%from, %to, kind = kind.label(), overlap_s = 0.0,
@@ -429,8 +439,7 @@ impl Mixer {
         let deck = match opened {
             Ok(Ok(deck)) => deck,
             Ok(Err(e)) => {
-                self.station
-                    .metrics
+                self.metrics
                     .tracks_skipped
                     .with_label_values(&[e.reason()])
                     .inc();
@@ -443,7 +452,7 @@ impl Mixer {
                 return None;
             }
         };
-        let metrics = &self.station.metrics;
+        let metrics = &self.metrics;
         tracing::info!(track = %track.track.key, title = %track.display, codec = %track.tags.codec,
             gain_db, analysed = track.facts.is_some(), "now playing");
         metrics.tracks_played.inc();
@@ -460,7 +469,7 @@ impl Mixer {
                 .with_label_values(&["tail"])
                 .inc_by(duration.saturating_sub(deck.cues.cue_out).as_secs_f64());
         }
-        self.station
+        self.on_air
             .begin_track(Arc::clone(&deck.title), track.info(), deck.started_at);
         // An operator's title holds until a track starts; silence after it shows nothing.
         self.idle_title = StreamTitle::new("");
@@ -469,8 +478,7 @@ impl Mixer {
 
     /// A track whose decoder panicked: skipped as corrupt and kept out until it changes.
     fn decoder_panicked(&self, track: &TrackRef, panic: &(dyn std::any::Any + Send)) {
-        self.station
-            .metrics
+        self.metrics
             .tracks_skipped
             .with_label_values(&["corrupt"])
             .inc();
@@ -492,8 +500,8 @@ enum Which {
 }
 
 /// A track's cues and gain: from its analysis, else the whole file at its tags' gain.
-fn facts_of(track: &LoadedTrack, station: &Station, settings: &CueSettings) -> (Cues, f64) {
-    let loudness = &station.config.programme.loudness;
+fn facts_of(track: &LoadedTrack, programme: &Programme, settings: &CueSettings) -> (Cues, f64) {
+    let loudness = &programme.loudness;
     match &track.facts {
         Some(facts) => (
             derive_cues(facts, settings),

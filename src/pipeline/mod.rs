@@ -26,9 +26,10 @@ use tokio::sync::mpsc;
 use crate::audio::clock::{Clock, Pacer};
 use crate::catalog::TrackRef;
 use crate::encode::{self, EncodeError, Encoder};
+use crate::metrics::Metrics;
 use crate::ring::Frame;
 use crate::scheduler::LoadedTrack;
-use crate::station::{Command, Mount, Station};
+use crate::station::{Command, Health, Mount, OnAir, Station};
 use crate::supervise::Watchdog;
 use crate::title::StreamTitle;
 use limiter::{Limiter, LimiterSettings};
@@ -52,7 +53,7 @@ impl Pipeline {
     /// turn out unplayable while they play (a decoder panic) are sent back on `bad`, so the
     /// scheduler keeps them out; the thread's own end, unless asked for, goes to `watchdog`.
     pub fn spawn(
-        station: Arc<Station>,
+        station: &Station,
         tracks: mpsc::Receiver<LoadedTrack>,
         bad: mpsc::Sender<TrackRef>,
         commands: std::sync::mpsc::Receiver<Command>,
@@ -71,7 +72,7 @@ impl Pipeline {
             })
             .collect::<Result<Vec<_>, EncodeError>>()?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (asked, draining) = (Arc::clone(&stop), Arc::clone(&station));
+        let (asked, health) = (Arc::clone(&stop), Arc::clone(&station.health));
         let mut worker = Worker::new(
             station,
             (tracks, bad, commands),
@@ -84,7 +85,7 @@ impl Pipeline {
             .name("onair-pipeline".into())
             .spawn(move || {
                 // It ends when asked, or when the scheduler hangs up during a shutdown.
-                let expected = || asked.load(Ordering::Relaxed) || draining.is_draining();
+                let expected = || asked.load(Ordering::Relaxed) || health.is_draining();
                 watchdog.run("pipeline thread", expected, move || worker.run());
             })
             .map_err(|e| EncodeError::Setup {
@@ -122,7 +123,9 @@ struct Output {
 }
 
 struct Worker {
-    station: Arc<Station>,
+    metrics: Metrics,
+    on_air: Arc<OnAir>,
+    health: Arc<Health>,
     mixer: Mixer,
     limiter: Limiter,
     meter: Meter,
@@ -143,7 +146,7 @@ struct Worker {
 
 impl Worker {
     fn new(
-        station: Arc<Station>,
+        station: &Station,
         (tracks, bad, commands): (
             mpsc::Receiver<LoadedTrack>,
             mpsc::Sender<TrackRef>,
@@ -169,10 +172,19 @@ impl Worker {
             pacer: Pacer::new(clock, audio.sample_rate, LEAD),
             rate: audio.sample_rate,
             channels,
-            mixer: Mixer::new(Arc::clone(&station), tracks, bad, clock),
+            mixer: Mixer::new(
+                Arc::clone(&station.config),
+                station.metrics.clone(),
+                Arc::clone(&station.on_air),
+                tracks,
+                bad,
+                clock,
+            ),
             meter: Meter::new(audio.sample_rate, channels),
             limiter,
-            station,
+            metrics: station.metrics.clone(),
+            on_air: Arc::clone(&station.on_air),
+            health: Arc::clone(&station.health),
             outputs,
             stop,
             block: Vec::new(),
@@ -211,13 +223,12 @@ impl Worker {
         let music = self.mixer.fill(&mut self.block, &mut self.segments);
         let frames = block_len / self.channels;
         if music < frames {
-            self.station
-                .metrics
+            self.metrics
                 .silence_seconds
                 .inc_by((frames - music) as f64 / f64::from(self.rate));
         }
         self.limiter.process(&mut self.block);
-        let metrics = &self.station.metrics;
+        let metrics = &self.metrics;
         metrics
             .limiter_gain_reduction_db
             .set(f64::from(self.limiter.take_reduction_db()));
@@ -246,9 +257,7 @@ impl Worker {
                     let title = StreamTitle::new(&text);
                     tracing::info!(title = %title.text(), "title set by the operator");
                     self.mixer.set_title(Arc::clone(&title));
-                    self.station
-                        .now_playing
-                        .send_modify(|now| now.title = title);
+                    self.on_air.set_title(title);
                 }
             }
         }
@@ -275,12 +284,11 @@ impl Worker {
                 }));
             }
             out.mount.ring.publish(self.frames.drain(..));
-            self.station.mark_published(&out.mount, music);
-            self.station
-                .metrics
-                .encoded_seconds
-                .with_label_values(&[&out.mount.config.path, out.mount.config.codec.name()])
-                .inc_by(seconds);
+            out.mount.mark_published();
+            out.mount.metrics.encoded_seconds.inc_by(seconds);
+        }
+        if music {
+            self.health.track_audio_played();
         }
     }
 

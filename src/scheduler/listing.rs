@@ -10,7 +10,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
-use crate::station::Station;
+use crate::metrics::Metrics;
 
 /// The newest listing: the tracks, or why storage could not be listed.
 pub(super) use crate::analysis::worker::Listing;
@@ -21,12 +21,12 @@ const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Starts listing at once; `wake` asks for a listing before the next `rescan` is due.
 pub(super) fn spawn<C: Catalog>(
     catalog: Arc<C>,
-    station: Arc<Station>,
+    rescan: Duration,
+    metrics: Metrics,
     wake: Arc<Notify>,
     cancel: CancellationToken,
 ) -> watch::Receiver<Listing> {
     let (tx, rx) = watch::channel(None);
-    let rescan = station.config.library.rescan;
     tokio::spawn(async move {
         let mut failing = false;
         loop {
@@ -44,11 +44,7 @@ pub(super) fn spawn<C: Catalog>(
                     }
                 }
                 Err(e) => {
-                    station
-                        .metrics
-                        .storage_errors
-                        .with_label_values(&["list"])
-                        .inc();
+                    metrics.storage_errors.with_label_values(&["list"]).inc();
                     if !std::mem::replace(&mut failing, true) {
                         tracing::error!(library = %catalog.describe(), error = %e,
                             "cannot list the library; playing what is already loaded");

@@ -8,8 +8,9 @@ use std::time::{Instant, SystemTime};
 use crate::analysis::Facts;
 use crate::audio::decode::{DecodeError, TrackTags};
 use crate::catalog::{Catalog, CatalogError, TrackData, TrackRef};
+use crate::metrics::Metrics;
 use crate::scheduler::prober::{ProbeError, Prober};
-use crate::station::{Station, TrackInfo};
+use crate::station::TrackInfo;
 use crate::title::clean_title;
 
 /// A track ready to decode: on local disk (or in memory, if small) and probed as audio.
@@ -76,7 +77,7 @@ impl std::fmt::Display for Skip {
 pub async fn load<C: Catalog>(
     catalog: &C,
     prober: &Prober,
-    station: &Station,
+    metrics: &Metrics,
     track: &TrackRef,
     resume_from: Option<SystemTime>,
 ) -> Result<LoadedTrack, Skip> {
@@ -88,8 +89,7 @@ pub async fn load<C: Catalog>(
             Some(_) => Skip::Object(e),
             None => Skip::Unavailable(e),
         })?;
-    station
-        .metrics
+    metrics
         .storage_fetch_duration
         .observe(started.elapsed().as_secs_f64());
     let tags = prober.probe(data.clone()).await.map_err(|e| match e {

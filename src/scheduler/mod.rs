@@ -26,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::analysis::Analyses;
 use crate::catalog::{Availability, Catalog, TrackRef};
-use crate::station::{LibraryState, Station};
+use crate::metrics::Metrics;
+use crate::station::{Health, LibraryState, OnAir, Station};
 use listing::Listing;
 pub use load::LoadedTrack;
 use load::Skip;
@@ -53,7 +54,7 @@ const RESUME_LATE: Duration = Duration::from_secs(5);
 /// unplayable on air.
 pub fn spawn<C: Catalog>(
     catalog: C,
-    station: Arc<Station>,
+    station: &Station,
     tx: mpsc::Sender<LoadedTrack>,
     bad: mpsc::Receiver<TrackRef>,
     cancel: CancellationToken,
@@ -62,7 +63,8 @@ pub fn spawn<C: Catalog>(
     let wake = Arc::new(Notify::new());
     let listing = listing::spawn(
         Arc::clone(&catalog),
-        Arc::clone(&station),
+        station.config.library.rescan,
+        station.metrics.clone(),
         Arc::clone(&wake),
         cancel.child_token(),
     );
@@ -86,7 +88,7 @@ pub fn spawn<C: Catalog>(
     let saver = playout.resume.then(|| {
         playout::spawn_saver(
             Arc::clone(&catalog),
-            Arc::clone(&station),
+            Arc::clone(&station.on_air),
             upcoming_rx,
             playout.save_interval,
             cancel.child_token(),
@@ -98,7 +100,9 @@ pub fn spawn<C: Catalog>(
         catalog,
         analyses,
         prober: Arc::new(Prober::new()),
-        station,
+        metrics: station.metrics.clone(),
+        on_air: Arc::clone(&station.on_air),
+        health: Arc::clone(&station.health),
         listing,
         applied: None,
         wake,
@@ -147,7 +151,11 @@ struct Scheduler<C> {
     /// What is known of each track's analysis (its sidecar).
     analyses: Arc<Analyses<C>>,
     prober: Arc<Prober>,
-    station: Arc<Station>,
+    metrics: Metrics,
+    /// Read for what the mixer has taken; the history of a resumed programme goes back here.
+    on_air: Arc<OnAir>,
+    /// Told the library's condition, for `/readyz`.
+    health: Arc<Health>,
     policy: Policy,
     listing: watch::Receiver<Listing>,
     /// The listing the policy holds.
@@ -281,12 +289,12 @@ impl<C: Catalog> Scheduler<C> {
                 if now != before || first {
                     tracing::info!(library = %self.catalog.describe(), tracks = now, "library listed");
                 }
-                self.station.metrics.library_tracks.set(now as i64);
+                self.metrics.library_tracks.set(now as i64);
                 self.publish_library_state();
             }
             Err(e) => {
                 if self.policy.playable_len() == 0 {
-                    self.station
+                    self.health
                         .set_library_state(LibraryState::Unavailable(e.clone()));
                 }
             }
@@ -296,7 +304,7 @@ impl<C: Catalog> Scheduler<C> {
     /// Carries on a saved programme: its round, its history, and its current track first.
     fn apply_resume(&mut self, resume: Resume) {
         self.policy.restore(&resume.upcoming, resume.last.clone());
-        self.station.restore_history(resume.history);
+        self.on_air.restore_history(resume.history);
         let Some((key, started)) = resume.current else {
             tracing::info!(writer = %resume.writer, age_s = resume.age.as_secs(),
                 "carrying on the saved programme with its next track");
@@ -368,10 +376,10 @@ impl<C: Catalog> Scheduler<C> {
             storage: self.catalog.availability(&track) != Availability::Local,
             late_at: Instant::now() + patience,
         });
-        let (catalog, station) = (Arc::clone(&self.catalog), Arc::clone(&self.station));
+        let (catalog, metrics) = (Arc::clone(&self.catalog), self.metrics.clone());
         let (analyses, prober) = (Arc::clone(&self.analyses), Arc::clone(&self.prober));
         self.loads.spawn(async move {
-            let result = load::load(&*catalog, &prober, &station, &track, resume_from).await;
+            let result = load::load(&*catalog, &prober, &metrics, &track, resume_from).await;
             let result = match result {
                 // Its analysis, if it has one: gain and cues for the mixer.
                 Ok(mut loaded) => {
@@ -390,7 +398,7 @@ impl<C: Catalog> Scheduler<C> {
         if let Some(i) = self.loading.iter().position(|l| l.seq == seq) {
             self.loading.swap_remove(i);
         }
-        let metrics = &self.station.metrics;
+        let metrics = &self.metrics;
         match result {
             // Found unplayable on air while it was loading again.
             Ok(_) if self.policy.is_bad(&track) => {}
@@ -426,14 +434,8 @@ impl<C: Catalog> Scheduler<C> {
     /// then the rest of the round.
     fn publish_upcoming(&mut self) {
         // Sent tracks up to the mixer's next (or the one on air) have left the channel.
-        let next = self.station.up_next().map(|t| t.key);
-        let playing = self
-            .station
-            .now_playing
-            .borrow()
-            .track
-            .as_ref()
-            .map(|t| Arc::clone(&t.key));
+        let next = self.on_air.up_next().map(|t| t.key);
+        let playing = self.on_air.playing_key();
         if let Some(at) = self
             .sent
             .iter()
@@ -463,7 +465,7 @@ impl<C: Catalog> Scheduler<C> {
     fn publish_library_state(&self) {
         let tracks = self.policy.library_len();
         let playable = self.policy.playable_len();
-        self.station.set_library_state(if playable == 0 {
+        self.health.set_library_state(if playable == 0 {
             LibraryState::Empty { tracks }
         } else {
             LibraryState::Ready { tracks, playable }

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
-use crate::station::{Played, Station, TrackInfo};
+use crate::station::{OnAir, Played, TrackInfo};
 
 /// The state object's name under the library's `.onair/state/`.
 pub const STATE_NAME: &str = "playout.json";
@@ -183,8 +183,8 @@ pub async fn load<C: Catalog>(catalog: &C) -> Option<PlayoutState> {
 }
 
 /// The state of the programme as the station shows it now.
-fn snapshot(station: &Station, upcoming: &[Arc<str>], writer: &str) -> PlayoutState {
-    let now = station.now_playing.borrow().clone();
+fn snapshot(on_air: &OnAir, upcoming: &[Arc<str>], writer: &str) -> PlayoutState {
+    let now = on_air.now();
     let current = now.track.as_ref().map(|t| SavedTrack {
         key: t.key.to_string(),
         title: t.title.clone(),
@@ -194,7 +194,7 @@ fn snapshot(station: &Station, upcoming: &[Arc<str>], writer: &str) -> PlayoutSt
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     });
     let mut next: Vec<String> = Vec::with_capacity(upcoming.len() + 1);
-    if let Some(up) = station.up_next()
+    if let Some(up) = on_air.up_next()
         && current.as_ref().is_none_or(|c| c.key != *up.key)
     {
         next.push(up.key.to_string());
@@ -206,7 +206,7 @@ fn snapshot(station: &Station, upcoming: &[Arc<str>], writer: &str) -> PlayoutSt
         saved_at_ms: unix_ms(SystemTime::now()),
         current,
         upcoming: next,
-        history: station
+        history: on_air
             .history()
             .iter()
             .map(|p| SavedTrack {
@@ -231,7 +231,7 @@ fn same_programme(a: &PlayoutState, b: &PlayoutState) -> bool {
 /// fires. `upcoming` is the scheduler's view of what follows the track in its hand-off channel.
 pub fn spawn_saver<C: Catalog>(
     catalog: Arc<C>,
-    station: Arc<Station>,
+    on_air: Arc<OnAir>,
     upcoming: watch::Receiver<Vec<Arc<str>>>,
     interval: Duration,
     cancel: CancellationToken,
@@ -239,7 +239,7 @@ pub fn spawn_saver<C: Catalog>(
     tokio::spawn(async move {
         let writer = writer_id();
         tracing::info!(writer = %writer, every = ?interval, "saving the playout state");
-        let mut now_playing = station.now_playing.subscribe();
+        let mut now_playing = on_air.subscribe();
         let mut saved: Option<PlayoutState> = None;
         let mut failing = false;
         let mut tick = tokio::time::interval(interval);
@@ -251,7 +251,7 @@ pub fn spawn_saver<C: Catalog>(
                 _ = now_playing.changed() => false,
                 _ = tick.tick() => false,
             };
-            let state = snapshot(&station, &upcoming.borrow(), &writer);
+            let state = snapshot(&on_air, &upcoming.borrow(), &writer);
             if state.current.is_none() && saved.is_none() {
                 // Nothing played yet: keep the previous pod's state for a later start.
                 if last {

@@ -1,0 +1,90 @@
+//! The live state of the radio, split by what changes together: the mounts and their audiences
+//! (`mounts`), what is on air (`on_air`), and whether the radio is well (`health`). [`Station`]
+//! bundles the three with the config, the metrics and the operators' command channel for the
+//! HTTP side, which shows all of it; the pipeline, the scheduler and the fan-out keep only the
+//! parts they use.
+
+mod health;
+mod mounts;
+mod on_air;
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Instant, SystemTime};
+
+pub use health::{Health, LibraryState, READY_WINDOW};
+pub use mounts::{Client, ListenerSlot, Mount, Mounts, Refusal};
+pub use on_air::{HISTORY_LEN, NowPlaying, OnAir, Played, TrackInfo};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// What an operator asks of the programme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `/admin/next`: the track on air fades out over a second while the next one starts.
+    Skip,
+    /// `/admin/metadata`: the title listeners see until the next track starts.
+    SetTitle(String),
+}
+
+/// One running radio's state, as the HTTP side sees it.
+pub struct Station {
+    pub config: Arc<Config>,
+    pub metrics: Metrics,
+    pub mounts: Arc<Mounts>,
+    pub on_air: Arc<OnAir>,
+    pub health: Arc<Health>,
+    /// When the radio started (`server_start` in the status pages).
+    pub started: SystemTime,
+    /// Operator commands for the pipeline, which takes them between two blocks.
+    commands: mpsc::Sender<Command>,
+}
+
+impl Station {
+    /// The station, and the receiving end of its operator commands (for the pipeline).
+    pub fn new(config: Arc<Config>, metrics: Metrics) -> (Arc<Station>, mpsc::Receiver<Command>) {
+        let (commands, received) = mpsc::channel();
+        let started = SystemTime::now();
+        let uptime = Uptime::start();
+        let station = Station {
+            mounts: Arc::new(Mounts::new(&config.mounts, &metrics, started, uptime)),
+            on_air: Arc::new(OnAir::new()),
+            health: Arc::new(Health::new(uptime)),
+            config,
+            metrics,
+            started,
+            commands,
+        };
+        (Arc::new(station), received)
+    }
+
+    /// Hands an operator command to the pipeline (`/admin/next`, `/admin/metadata`). It is
+    /// applied at the next block; a pipeline that is gone (shutting down) drops it.
+    pub fn command(&self, command: Command) {
+        let _ = self.commands.send(command);
+    }
+
+    /// Ready when every mount published audio lately and that audio is music, not filler;
+    /// otherwise the reasons (see [`Health::readiness`]).
+    pub fn readiness(&self) -> Result<(), Vec<String>> {
+        self.health.readiness(&self.mounts)
+    }
+}
+
+/// Milliseconds since the radio started, the clock of the mounts' and the health's "last
+/// audio" stamps (kept as atomics, so the pipeline thread stamps them without a lock).
+#[derive(Debug, Clone, Copy)]
+pub struct Uptime(Instant);
+
+impl Uptime {
+    /// A clock that starts now.
+    pub fn start() -> Uptime {
+        Uptime(Instant::now())
+    }
+
+    /// Now, never 0: 0 means "never" in a stamp.
+    fn now_ms(self) -> u64 {
+        self.0.elapsed().as_millis() as u64 + 1
+    }
+}
