@@ -26,6 +26,7 @@ pub mod fdlimit;
 pub mod http;
 pub mod live;
 pub mod logging;
+pub mod login;
 pub mod metrics;
 pub mod pipeline;
 pub mod ring;

@@ -6,6 +6,7 @@
 
 mod library;
 mod limits;
+mod live;
 mod playout;
 mod programme;
 mod raw;
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use live::{After, Live};
 pub use raw::Secrets;
 pub use secret::Secret;
 pub use storage::S3Settings;
@@ -36,6 +38,8 @@ pub struct Config {
     pub playlist: Playlist,
     /// Carrying the programme across restarts.
     pub playout: Playout,
+    /// DJs going on air from their own source clients.
+    pub live: Live,
     /// What listeners hear: loudness, crossfades, silence trimming.
     pub programme: Programme,
     /// How tracks are measured.
@@ -62,7 +66,7 @@ pub struct Server {
     pub admin_user: String,
     /// From `ONAIR_ADMIN_PASSWORD`; admin endpoints stay closed without it.
     pub admin_password: Option<Secret>,
-    /// From `ONAIR_SOURCE_PASSWORD`, for live sources (not read by anything yet).
+    /// From `ONAIR_SOURCE_PASSWORD`: the password of user `source` for live sources.
     pub source_password: Option<Secret>,
     /// How long listeners get to drain after SIGTERM before their sockets are dropped.
     pub shutdown_grace: Duration,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::library::RawLibrary;
+use super::live::RawLive;
 use super::playout::RawPlayout;
 use super::programme::{RawAnalysis, RawProgramme};
 pub(crate) use super::units::parse_duration;
@@ -50,6 +51,8 @@ pub(super) struct RawConfig {
     analysis: RawAnalysis,
     #[serde(default)]
     audio: RawAudio,
+    #[serde(default)]
+    live: RawLive,
     #[serde(default, rename = "mount")]
     mounts: Vec<RawMount>,
 }
@@ -258,6 +261,10 @@ impl RawConfig {
         }
         let library = self.library.validate(&mut errors);
         let playout = self.playout.validate(&mut errors);
+        let live_enabled = secrets.source_password.is_some() || self.live.has_accounts_file();
+        let live = self
+            .live
+            .validate(listen, limits.admin_listen, live_enabled, &mut errors);
         let programme = self.programme.validate(&mut errors);
         let analysis = self.analysis.validate(&mut errors);
 
@@ -323,6 +330,7 @@ impl RawConfig {
                 library,
                 playlist: Playlist { order },
                 playout,
+                live,
                 programme,
                 analysis,
                 audio,

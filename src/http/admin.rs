@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::Body;
 use super::admin_auth::{
-    Attempt, FAILED_LOGIN_DELAY, FAILURE_BUDGET, LoginThrottle, changes_state, cross_site, login,
+    ADMIN_BUDGET, Attempt, FAILED_LOGIN_DELAY, LoginThrottle, changes_state, cross_site, login,
 };
 use super::escape::xml as escape_xml;
 use super::status::{self, Detail};
@@ -108,7 +108,7 @@ pub fn handle<B>(
             if first {
                 tracing::warn!(
                     peer = %peer,
-                    failures = FAILURE_BUDGET,
+                    failures = ADMIN_BUDGET.failures,
                     refused_for_secs = retry_after.as_secs(),
                     "too many failed admin logins: refusing this address for a while"
                 );

@@ -202,7 +202,7 @@ impl Server {
             station,
             fanout,
             access_log,
-            admin_logins: LoginThrottle::default(),
+            admin_logins: LoginThrottle::new(admin_auth::ADMIN_BUDGET),
             cancel,
             tasks,
         })

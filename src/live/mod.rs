@@ -2,4 +2,5 @@
 //! every listener keeps its connection. Built in steps; so far `handshake.rs`, which reads what
 //! source clients send before their audio and holds the answers they expect.
 
+pub mod auth;
 pub mod handshake;
