@@ -88,7 +88,21 @@ pub struct Metrics {
     pub clip_samples: IntCounter,
     pub output_loudness_lufs: prometheus::GaugeVec,
     pub output_true_peak_dbtp: prometheus::Gauge,
+    pub live_connected: IntGauge,
+    pub live_connects: IntCounterVec,
+    pub live_takeover_seconds: Histogram,
+    pub live_input_bytes: IntCounter,
+    pub live_buffer_seconds: prometheus::Gauge,
+    pub live_underruns: IntCounter,
+    pub live_fallbacks: IntCounterVec,
+    pub live_decode_errors: IntCounter,
 }
+
+/// Outcomes of a source's login (label `result` of `onair_live_connects_total`).
+pub const LIVE_CONNECT_RESULTS: [&str; 7] =
+    ["ok", "auth", "busy", "type", "probe", "malformed", "closed"];
+/// Why the AutoDJ came back (label `reason` of `onair_live_fallbacks_total`).
+pub const LIVE_FALLBACK_REASONS: [&str; 3] = ["underrun", "timeout", "eof"];
 
 /// Results of a track analysis (label `result` of `onair_analysis_total`).
 pub const ANALYSIS_RESULTS: [&str; 3] = ["ok", "error", "cached"];
@@ -307,6 +321,47 @@ impl Metrics {
                 "onair_output_true_peak_dbtp",
                 "True peak of the programme as sent, over the last second (dBTP)"
             )),
+            live_connected: reg!(IntGauge::new(
+                "onair_live_connected",
+                "Live sources connected now (0 or 1)"
+            )),
+            live_connects: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_live_connects_total",
+                    "Source logins, by result (ok, auth, busy, type, probe, malformed, closed)"
+                ),
+                &["result"]
+            )),
+            live_takeover_seconds: reg!(Histogram::with_opts(
+                HistogramOpts::new(
+                    "onair_live_takeover_seconds",
+                    "From a source's login to its audio on air"
+                )
+                .buckets(vec![0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]),
+            )),
+            live_input_bytes: reg!(IntCounter::new(
+                "onair_live_input_bytes_total",
+                "Bytes received from live sources"
+            )),
+            live_buffer_seconds: reg!(prometheus::Gauge::new(
+                "onair_live_buffer_seconds",
+                "Decoded live audio waiting to go on air"
+            )),
+            live_underruns: reg!(IntCounter::new(
+                "onair_live_underruns_total",
+                "Times the live audio ran dry while on air"
+            )),
+            live_fallbacks: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_live_fallbacks_total",
+                    "Times the AutoDJ came back from a live source, by reason (underrun, timeout, eof)"
+                ),
+                &["reason"]
+            )),
+            live_decode_errors: reg!(IntCounter::new(
+                "onair_live_decode_errors_total",
+                "Damaged packets skipped in live audio"
+            )),
             accept_errors: reg!(IntCounterVec::new(
                 Opts::new(
                     "onair_accept_errors_total",
@@ -355,6 +410,12 @@ impl Metrics {
         }
         for edge in ["head", "tail"] {
             m.silence_trimmed_seconds.with_label_values(&[edge]);
+        }
+        for result in LIVE_CONNECT_RESULTS {
+            m.live_connects.with_label_values(&[result]);
+        }
+        for reason in LIVE_FALLBACK_REASONS {
+            m.live_fallbacks.with_label_values(&[reason]);
         }
         for kind in ACCEPT_ERROR_KINDS {
             m.accept_errors.with_label_values(&[kind]);

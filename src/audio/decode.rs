@@ -220,10 +220,19 @@ impl TrackDecoder {
         if data.is_empty() {
             return Err(DecodeError::Empty);
         }
-        let mss = MediaSourceStream::new(Box::new(data.reader()), Default::default());
+        TrackDecoder::open_source(Box::new(data.reader()), &Hint::new())
+    }
+
+    /// Probes any byte source (a live stream: not seekable, no length) the same way; `hint`
+    /// says what the sender claims, which the content may overrule.
+    pub fn open_source(
+        source: Box<dyn MediaSource>,
+        hint: &Hint,
+    ) -> Result<(TrackDecoder, TrackTags), DecodeError> {
+        let mss = MediaSourceStream::new(source, Default::default());
         let mut format = symphonia::default::get_probe()
             .probe(
-                &Hint::new(),
+                hint,
                 mss,
                 FormatOptions::default(),
                 // Cover art can be megabytes; it is of no use on air.

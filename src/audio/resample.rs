@@ -127,6 +127,60 @@ struct Rate {
     out_rate: u64,
 }
 
+/// A [`Converter`] that follows its input: when the rate or layout changes mid-stream (chained
+/// Ogg, odd MP3s, a DJ switching encoders), the old converter is flushed into the output and a
+/// new one built, so no audio is lost at the change.
+#[derive(Debug)]
+pub struct Reformatter {
+    out_rate: u32,
+    out_channels: usize,
+    current: Option<(Converter, u32, usize)>,
+}
+
+impl Reformatter {
+    pub fn new(out_rate: u32, out_channels: usize) -> Reformatter {
+        Reformatter {
+            out_rate,
+            out_channels,
+            current: None,
+        }
+    }
+
+    /// Converts `input` (interleaved, `in_rate` and `in_channels`) and appends it to `out`.
+    pub fn process(
+        &mut self,
+        in_rate: u32,
+        in_channels: usize,
+        input: &[f32],
+        out: &mut Vec<f32>,
+    ) -> Result<(), ResampleError> {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|(_, r, c)| (*r, *c) != (in_rate, in_channels))
+            && let Some((mut old, _, _)) = self.current.take()
+        {
+            let _ = old.finish(out);
+        }
+        let converter = match &mut self.current {
+            Some((c, _, _)) => c,
+            None => {
+                let c = Converter::new(in_rate, in_channels, self.out_rate, self.out_channels)?;
+                &mut self.current.insert((c, in_rate, in_channels)).0
+            }
+        };
+        converter.process(input, out)
+    }
+
+    /// Flushes what the converter still holds (at the end of the stream).
+    pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<(), ResampleError> {
+        match self.current.as_mut() {
+            Some((c, _, _)) => c.finish(out),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Converts one track's PCM (input rate and channel count fixed for the track) to the
 /// station rate and channel count.
 #[derive(Debug)]

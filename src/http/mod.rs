@@ -50,6 +50,9 @@ use crate::fanout::FanoutHandle;
 use crate::fanout::access_log::AccessLog;
 use crate::station::Station;
 use admin_auth::LoginThrottle;
+
+use crate::live::handshake::{self, Head as LiveHead};
+use crate::live::session::LiveDesk;
 use head::StreamHead;
 use request::{Dispatch, Head};
 
@@ -169,6 +172,8 @@ pub struct Server {
     access_log: Arc<AccessLog>,
     /// Failed admin logins per address (the delay and budget of `/admin/*`).
     admin_logins: LoginThrottle,
+    /// Where DJs' source clients log in.
+    live: Arc<LiveDesk>,
     gate: Arc<gate::Gate>,
     events: Arc<Semaphore>,
     cancel: CancellationToken,
@@ -199,10 +204,16 @@ impl Server {
                 station.metrics.open_connections.clone(),
             ),
             events: Arc::new(Semaphore::new(limits.max_event_subscribers)),
-            station,
             fanout,
             access_log,
             admin_logins: LoginThrottle::new(admin_auth::ADMIN_BUDGET),
+            live: Arc::new(LiveDesk::new(
+                config,
+                Arc::clone(&station.live),
+                station.metrics.clone(),
+                cancel.child_token(),
+            )),
+            station,
             cancel,
             tasks,
         })
@@ -284,6 +295,30 @@ impl Server {
         }
         if !slot.past_head() {
             return self.evicted(stream, &head);
+        }
+        if matches!(port, Port::Public { .. }) && live_head(&head) {
+            match handshake::parse(&head) {
+                Ok(LiveHead::Source(source)) => {
+                    // A source holds its connection for the show: the one desk bounds it.
+                    drop(slot);
+                    let body = head.split_off(handshake::head_len(&head).unwrap_or(head.len()));
+                    return Arc::clone(&self.live)
+                        .serve(stream, peer, *source, body.freeze())
+                        .await;
+                }
+                Ok(LiveHead::Probe(probe)) => {
+                    return refuse::lingering(stream, &handshake::probe_response(probe)).await;
+                }
+                Err(refused) => {
+                    self.station
+                        .metrics
+                        .live_connects
+                        .with_label_values(&[refused.label()])
+                        .inc();
+                    return refuse::lingering(stream, &refused.response()).await;
+                }
+                Ok(LiveHead::Other) => {}
+            }
         }
         let dispatch = match port {
             Port::Public { .. } => request::dispatch(&head, &self.station, received),
@@ -426,6 +461,19 @@ fn plain(status: StatusCode, text: &'static str, retry_after: Option<u32>) -> Re
     }
     routes::common_headers(h);
     resp
+}
+
+/// Whether a head may be a source's (or a source client's probe): the few methods that are,
+/// checked on the first bytes so that listeners' heads are not parsed twice.
+fn live_head(head: &[u8]) -> bool {
+    [
+        b"PUT ".as_slice(),
+        b"SOURCE ",
+        b"OPTIONS ",
+        b"GET /admin/!POKE",
+    ]
+    .iter()
+    .any(|m| head.starts_with(m))
 }
 
 #[cfg(test)]

@@ -355,6 +355,36 @@ pub fn busy() -> Vec<u8> {
     reply(403, "Forbidden", "Mountpoint in use\n")
 }
 
+/// The address failed too many logins: it waits before it is heard again.
+pub fn too_many_logins(retry_after: std::time::Duration) -> Vec<u8> {
+    let body = "too many failed logins from this address\n";
+    format!(
+        "HTTP/1.0 429 Too Many Requests\r\nRetry-After: {}\r\nAllow: {ALLOW}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        retry_after.as_secs().max(1),
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A source sent to a path that is neither the live mount nor a listener mount.
+pub fn no_such_mount() -> Vec<u8> {
+    reply(
+        404,
+        "Not Found",
+        "this radio takes sources on its live mount only\n",
+    )
+}
+
+/// Where a complete head ends (after its blank line, CRLF or LF), in `buf`.
+pub fn head_len(buf: &[u8]) -> Option<usize> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Live input is off (no source password, no accounts).
 pub fn live_off() -> Vec<u8> {
     reply(

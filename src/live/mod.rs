@@ -3,4 +3,7 @@
 //! source clients send before their audio and holds the answers they expect.
 
 pub mod auth;
+mod chunked;
+pub mod feed;
 pub mod handshake;
+pub mod session;

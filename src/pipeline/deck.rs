@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::analysis::Cues;
 use crate::audio::decode::{DecodeError, TrackDecoder};
-use crate::audio::resample::Converter;
+use crate::audio::resample::{Reformatter, ResampleError};
 use crate::catalog::TrackRef;
 use crate::config::Curve;
 use crate::metrics::Metrics;
@@ -22,6 +22,8 @@ use super::planner::{self, Fade, curve_out};
 /// One track on a deck.
 pub struct Deck {
     pub track: TrackRef,
+    /// What it was opened from, to open again (a track a live show interrupted).
+    pub source: LoadedTrack,
     pub title: Arc<StreamTitle>,
     /// Where its music is (its analysis, or the whole file).
     pub cues: Cues,
@@ -29,7 +31,7 @@ pub struct Deck {
     pub started_at: Duration,
     pub gain_db: f64,
     decoder: TrackDecoder,
-    converter: Option<(Converter, u32, usize)>,
+    converter: Reformatter,
     rate: u32,
     channels: usize,
     gain: f32,
@@ -83,12 +85,13 @@ impl Deck {
         };
         Ok(Deck {
             track: track.track.clone(),
+            source: track.clone(),
             title: StreamTitle::new(&track.display),
             cues,
             started_at,
             gain_db,
             decoder,
-            converter: None,
+            converter: Reformatter::new(rate, channels),
             rate,
             channels,
             gain: 10f32.powf(gain_db as f32 / 20.0),
@@ -102,6 +105,12 @@ impl Deck {
             declick: (declick, declick),
             stop_declick: frames(planner::DECLICK).max(1),
         })
+    }
+
+    /// Ramps its start up over `length` (a track coming back after a live show).
+    pub fn fade_in(&mut self, length: Duration) {
+        let n = self.frames(length).max(1);
+        self.declick = (n, n);
     }
 
     /// Where in the track the deck is.
@@ -192,42 +201,26 @@ impl Deck {
         self.decoded.clear();
         let more = self.decoder.next_packet(&mut self.decoded);
         let (in_rate, in_ch) = (self.decoder.sample_rate(), self.decoder.channels());
-        if !self.decoded.is_empty() && in_ch > 0 {
-            // A stream may change rate or layout mid-file (chained Ogg, odd MP3s): start a new
-            // converter, flushing the old one first so no audio is lost.
-            if self
+        if !self.decoded.is_empty()
+            && in_ch > 0
+            && let Err(e) = self
                 .converter
-                .as_ref()
-                .is_some_and(|(_, r, c)| (*r, *c) != (in_rate, in_ch))
-                && let Some((mut old, _, _)) = self.converter.take()
-            {
-                let _ = old.finish(&mut self.ready);
-            }
-            if self.converter.is_none() {
-                match Converter::new(in_rate, in_ch, self.rate, self.channels) {
-                    Ok(c) => self.converter = Some((c, in_rate, in_ch)),
-                    Err(e) => {
-                        tracing::warn!(track = %self.track.key, error = %e, "cannot convert track; skipping");
-                        metrics
-                            .tracks_skipped
-                            .with_label_values(&["unsupported"])
-                            .inc();
-                        self.drained = true;
-                        return;
-                    }
-                }
-            }
-            if let Some((c, _, _)) = self.converter.as_mut()
-                && let Err(e) = c.process(&self.decoded, &mut self.ready)
-            {
+                .process(in_rate, in_ch, &self.decoded, &mut self.ready)
+        {
+            if matches!(e, ResampleError::Unsupported { .. }) {
+                tracing::warn!(track = %self.track.key, error = %e, "cannot convert track; skipping");
+                metrics
+                    .tracks_skipped
+                    .with_label_values(&["unsupported"])
+                    .inc();
+            } else {
                 tracing::warn!(track = %self.track.key, error = %e, "resampling failed; ending track");
-                self.drained = true;
             }
+            self.drained = true;
+            return;
         }
         if !more {
-            if let Some((c, _, _)) = self.converter.as_mut() {
-                let _ = c.finish(&mut self.ready);
-            }
+            let _ = self.converter.finish(&mut self.ready);
             self.drained = true;
         }
     }

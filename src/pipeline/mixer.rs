@@ -69,7 +69,25 @@ pub struct Mixer {
     /// came late): its key and whether it was a jingle, so that the track that follows is
     /// counted and logged as their transition.
     ended: Option<(Arc<str>, bool)>,
+    /// A live show is on: the decks fade out and no track starts.
+    held: bool,
+    /// The track a live show interrupted, to go on with after it (`[live] after = "resume"`).
+    interrupted: Option<Interrupted>,
+    /// The fade-in of the first track after a live show.
+    fade_in_next: Option<Duration>,
 }
+
+/// A track taken off air by a live show, and where it was when its fade ended.
+struct Interrupted {
+    track: LoadedTrack,
+    cues: Cues,
+    gain_db: f64,
+    at: Duration,
+}
+
+/// How the AutoDJ comes back after a live show: a short fade-in, so its first track does not
+/// start on a step after the DJ's last word.
+pub const AFTER_LIVE_FADE_IN: Duration = Duration::from_millis(500);
 
 impl Mixer {
     pub fn new(
@@ -98,6 +116,80 @@ impl Mixer {
             skipped_at: None,
             idle_title: StreamTitle::new(""),
             ended: None,
+            held: false,
+            interrupted: None,
+            fade_in_next: None,
+        }
+    }
+
+    /// A live show goes on air: whatever plays fades out over `fade` (equal power) and no track
+    /// starts until [`Mixer::release`]. With `keep`, the track on air is kept to go on with.
+    pub fn hold(&mut self, fade: Duration, keep: bool) {
+        if self.held {
+            return;
+        }
+        self.held = true;
+        self.skipped_at = None;
+        // The incoming track of a transition under way is the one on air.
+        let on_air = self.incoming.as_ref().or(self.current.as_ref());
+        self.interrupted = on_air.filter(|_| keep).map(|d| Interrupted {
+            track: d.source.clone(),
+            cues: d.cues,
+            gain_db: d.gain_db,
+            at: d.position() + fade,
+        });
+        for deck in [self.current.as_mut(), self.incoming.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let at = deck.position();
+            deck.set_end(
+                at + fade,
+                Some(planner::Fade {
+                    start: at,
+                    length: fade,
+                    curve: crate::config::Curve::EqualPower,
+                }),
+            );
+        }
+        if let Some(next) = self.next.as_mut() {
+            // Planned against the track now fading: it comes in at once when the show ends.
+            next.plan = planner::skip(
+                Duration::ZERO,
+                &next.cues,
+                self.config.programme.trim_silence,
+            );
+        }
+        self.ended = None;
+        self.on_air.end_track();
+    }
+
+    /// The live show is over: the AutoDJ plays again, from the interrupted track if it was
+    /// kept, else from the next one, faded in.
+    pub fn release(&mut self) {
+        if !self.held {
+            return;
+        }
+        self.held = false;
+        // Whatever still fades goes now (its stop is de-clicked).
+        self.current = None;
+        self.incoming = None;
+        self.fade_in_next = Some(AFTER_LIVE_FADE_IN);
+        if let Some(i) = self.interrupted.take()
+            && let Some(deck) = self.open(i.track, i.cues, i.gain_db, i.at, planner::DECLICK)
+        {
+            tracing::info!(track = %deck.track.key, at_s = i.at.as_secs_f64(), "the AutoDJ goes on with the track the live show interrupted");
+            self.current = Some(deck);
+            if let (Some(current), Some(next)) = (self.current.as_mut(), self.next.as_mut()) {
+                let programme = &self.config.programme;
+                next.plan = planner::plan(
+                    &current.cues,
+                    &next.cues,
+                    &programme.crossfade,
+                    programme.trim_silence,
+                );
+                current.set_end(next.plan.out_end, next.plan.fade);
+            }
         }
     }
 
@@ -165,13 +257,14 @@ impl Mixer {
         let mut at = 0;
         let mut music = 0;
         while at < frames {
-            if self.current.is_none() && !self.start_next_as_current() {
-                break; // nothing to play: the rest is silence
+            if self.current.is_none() && (self.held || !self.start_next_as_current()) {
+                break; // nothing to play (or a live show on): the rest is silence
             }
             self.plan_ahead();
             // Up to the next event: the incoming track's entry.
             let mut n = frames - at;
             if self.incoming.is_none()
+                && !self.held
                 && let (Some(cur), Some(next)) = (self.current.as_ref(), self.next.as_ref())
             {
                 let until = cur.frames_until(next.plan.next_at);
@@ -256,7 +349,7 @@ impl Mixer {
 
     /// Takes the next track from the channel when none is planned yet, and plans the way to it.
     fn plan_ahead(&mut self) {
-        if self.next.is_some() || self.incoming.is_some() || self.disconnected {
+        if self.next.is_some() || self.incoming.is_some() || self.disconnected || self.held {
             return;
         }
         let Some(current) = self.current.as_mut() else {
@@ -436,7 +529,7 @@ impl Mixer {
         let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
             Deck::open(&track, cues, start, gain_db, declick, rate, channels)
         }));
-        let deck = match opened {
+        let mut deck = match opened {
             Ok(Ok(deck)) => deck,
             Ok(Err(e)) => {
                 self.metrics
@@ -468,6 +561,9 @@ impl Mixer {
                 .silence_trimmed_seconds
                 .with_label_values(&["tail"])
                 .inc_by(duration.saturating_sub(deck.cues.cue_out).as_secs_f64());
+        }
+        if let Some(fade) = self.fade_in_next.take() {
+            deck.fade_in(fade);
         }
         self.on_air
             .begin_track(Arc::clone(&deck.title), track.info(), deck.started_at);

@@ -10,6 +10,7 @@
 
 pub mod deck;
 pub mod limiter;
+pub mod live;
 pub mod loudness;
 pub mod meter;
 pub mod mixer;
@@ -25,6 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::audio::clock::{Clock, Pacer};
 use crate::catalog::TrackRef;
+use crate::config::After;
 use crate::encode::{self, EncodeError, Encoder};
 use crate::metrics::Metrics;
 use crate::ring::Frame;
@@ -33,6 +35,7 @@ use crate::station::{Command, Health, Mount, OnAir, Station};
 use crate::supervise::Watchdog;
 use crate::title::StreamTitle;
 use limiter::{Limiter, LimiterSettings};
+use live::{LiveInput, Switch};
 use meter::Meter;
 use mixer::{Mixer, Segment};
 
@@ -124,6 +127,12 @@ struct Output {
 
 struct Worker {
     metrics: Metrics,
+    /// The DJ's audio, when a show is on.
+    live: LiveInput,
+    /// `[live] fade`: how long the AutoDJ fades out under a show.
+    live_fade: Duration,
+    /// `[live] after = "resume"`.
+    resume_after_live: bool,
     on_air: Arc<OnAir>,
     health: Arc<Health>,
     mixer: Mixer,
@@ -182,6 +191,9 @@ impl Worker {
             ),
             meter: Meter::new(audio.sample_rate, channels),
             limiter,
+            live: LiveInput::new(station),
+            live_fade: station.config.live.fade,
+            resume_after_live: station.config.live.after == After::Resume,
             metrics: station.metrics.clone(),
             on_air: Arc::clone(&station.on_air),
             health: Arc::clone(&station.health),
@@ -220,7 +232,18 @@ impl Worker {
         self.block.resize(block_len, 0.0);
         self.segments.clear();
         self.operator_commands();
-        let music = self.mixer.fill(&mut self.block, &mut self.segments);
+        match self.live.step() {
+            Some(Switch::ToLive) => {
+                self.mixer.hold(self.live_fade, self.resume_after_live);
+                self.live.announce();
+            }
+            Some(Switch::ToAutoDj) => self.mixer.release(),
+            None => {}
+        }
+        let mut music = self.mixer.fill(&mut self.block, &mut self.segments);
+        if self.live.on_air() {
+            music = self.live.fill(&mut self.block, &mut self.segments);
+        }
         let frames = block_len / self.channels;
         if music < frames {
             self.metrics

@@ -17,7 +17,12 @@ pub use mounts::{Client, ListenerSlot, Mount, Mounts, Refusal};
 pub use on_air::{HISTORY_LEN, NowPlaying, OnAir, Played, TrackInfo};
 
 use crate::config::Config;
+use crate::live::feed::LiveFeed;
 use crate::metrics::Metrics;
+
+/// Live audio buffered beyond the pre-roll before the oldest is dropped: a source sending
+/// faster than real time must not push the show further and further behind.
+const LIVE_HEADROOM: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// What an operator asks of the programme.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +40,8 @@ pub struct Station {
     pub mounts: Arc<Mounts>,
     pub on_air: Arc<OnAir>,
     pub health: Arc<Health>,
+    /// The live show's audio on its way to the pipeline, and who is on it.
+    pub live: Arc<LiveFeed>,
     /// When the radio started (`server_start` in the status pages).
     pub started: SystemTime,
     /// Operator commands for the pipeline, which takes them between two blocks.
@@ -51,6 +58,11 @@ impl Station {
             mounts: Arc::new(Mounts::new(&config.mounts, &metrics, started, uptime)),
             on_air: Arc::new(OnAir::new()),
             health: Arc::new(Health::new(uptime)),
+            live: Arc::new(LiveFeed::new(
+                usize::from(config.audio.channels),
+                ((config.live.preroll + LIVE_HEADROOM).as_secs_f64()
+                    * f64::from(config.audio.sample_rate)) as usize,
+            )),
             config,
             metrics,
             started,

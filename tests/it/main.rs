@@ -12,6 +12,7 @@ mod flood;
 mod icecast;
 mod limits;
 mod listen;
+mod live;
 mod metadata;
 mod players;
 mod programme;

@@ -73,6 +73,11 @@ pub fn head_of_size(path: &str, size: usize) -> Vec<u8> {
 pub async fn head(addr: SocketAddr, request: &[u8], limit: Duration) -> Answer {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let _ = s.write_all(request).await;
+    read_head(&mut s, limit).await
+}
+
+/// Reads from `s` until the end of a response head (or `limit`), leaving the connection open.
+pub async fn read_head(s: &mut TcpStream, limit: Duration) -> Answer {
     let mut bytes = Vec::new();
     let mut buf = [0u8; 4096];
     let closed = tokio::time::timeout(limit, async {

@@ -1,0 +1,480 @@
+//! A source's connection, from its head to its last byte. The accept path hands over a parsed
+//! [`SourceRequest`]; the desk logs it in, applies the busy and replace rules, answers, and then
+//! a task reads the socket (de-chunking, bounded by `source_timeout`) into a bounded channel
+//! that a decoder thread of the session's own turns into station-format PCM on the live feed.
+//! No decoding runs on a tokio worker, and nothing a source sends is decoded before it has
+//! logged in.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::io::ReadOnlySource;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::auth::{SourceAuth, Verdict};
+use super::chunked::Dechunker;
+use super::feed::{LiveFeed, SessionInfo};
+use super::handshake::{self, Body, Format, Method, SourceRequest};
+use crate::audio::decode::TrackDecoder;
+use crate::audio::resample::Reformatter;
+use crate::config::{Audio, Config, Live};
+use crate::metrics::Metrics;
+use crate::title::StreamTitle;
+
+/// The same DJ may replace their own session once it has sent nothing for this long (a
+/// reconnect after a dead link, before the old socket times out).
+pub const REPLACE_AFTER: Duration = Duration::from_secs(2);
+/// Time the first audio has to probe as MP3, AAC or Ogg.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How late a failed login is answered: a guesser on one connection gets two tries a second.
+const FAILED_LOGIN_DELAY: Duration = Duration::from_millis(500);
+/// Chunks of received bytes between the socket task and the decoder thread.
+const CHANNEL_CHUNKS: usize = 32;
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Where sources log in: one per radio, shared by every connection.
+pub struct LiveDesk {
+    settings: Live,
+    auth: SourceAuth,
+    feed: Arc<LiveFeed>,
+    metrics: Metrics,
+    audio: Audio,
+    /// Listener mount paths: a source sent to one is taken as sent to `settings.mount`.
+    mounts: Vec<String>,
+    current: Mutex<Option<Current>>,
+    next_id: AtomicU64,
+    start: Instant,
+    shutdown: CancellationToken,
+}
+
+/// The session that holds the desk.
+struct Current {
+    id: u64,
+    user: String,
+    /// Milliseconds since the desk's start at the last byte received.
+    last_input_ms: Arc<AtomicU64>,
+    stop: CancellationToken,
+}
+
+/// Why a session ended (for the log).
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Closed,
+    Timeout,
+    Replaced,
+    Shutdown,
+    NotAudio,
+    ReadError,
+}
+
+impl LiveDesk {
+    pub fn new(
+        config: &Config,
+        feed: Arc<LiveFeed>,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+    ) -> LiveDesk {
+        LiveDesk {
+            settings: config.live.clone(),
+            auth: SourceAuth::new(
+                config.server.source_password.clone(),
+                config.live.accounts_file.clone(),
+            ),
+            feed,
+            metrics,
+            audio: config.audio,
+            mounts: config.mounts.iter().map(|m| m.path.clone()).collect(),
+            current: Mutex::new(None),
+            next_id: AtomicU64::new(1),
+            start: Instant::now(),
+            shutdown,
+        }
+    }
+
+    /// Whether anyone can log in.
+    pub fn enabled(&self) -> bool {
+        self.auth.enabled()
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn counted(&self, result: &str) {
+        self.metrics
+            .live_connects
+            .with_label_values(&[result])
+            .inc();
+    }
+
+    /// Serves one source connection to its end. `body` holds what came after the head.
+    pub async fn serve(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        request: SourceRequest,
+        body: Bytes,
+    ) {
+        let candidates: Vec<_> = request.credentials.iter().cloned().collect();
+        let user = match self.auth.check(peer.ip(), &candidates) {
+            Verdict::Granted { user } => user,
+            Verdict::Closed => {
+                self.counted("closed");
+                tracing::info!(source = %peer, "source refused: live input is off (no ONAIR_SOURCE_PASSWORD, no accounts file)");
+                return write_and_close(stream, &handshake::live_off()).await;
+            }
+            Verdict::Missing => {
+                // libshout's first try goes without credentials, expecting this answer.
+                return write_and_close(stream, &handshake::unauthorized()).await;
+            }
+            Verdict::Failed { user, failures } => {
+                self.counted("auth");
+                tracing::warn!(source = %peer, user = user.as_deref().unwrap_or(""), failures, "source login failed");
+                tokio::time::sleep(FAILED_LOGIN_DELAY).await;
+                return write_and_close(stream, &handshake::unauthorized()).await;
+            }
+            Verdict::Waiting { retry_after } => {
+                self.counted("auth");
+                let answer = handshake::too_many_logins(retry_after);
+                return write_and_close(stream, &answer).await;
+            }
+        };
+        if request.mount != self.settings.mount && !self.mounts.contains(&request.mount) {
+            self.counted("malformed");
+            tracing::info!(source = %peer, mount = %request.mount, live_mount = %self.settings.mount, "source sent to a mount this radio does not take sources on");
+            return write_and_close(stream, &handshake::no_such_mount()).await;
+        }
+        let Some((id, last_input_ms, stop)) = self.take_desk(&user) else {
+            self.counted("busy");
+            tracing::info!(source = %peer, user = %user, "source refused: another source is on air");
+            return write_and_close(stream, &handshake::busy()).await;
+        };
+        if stream
+            .write_all(&handshake::accepted(&request))
+            .await
+            .is_err()
+        {
+            return self.leave(id);
+        }
+        let info = Arc::new(SessionInfo {
+            id,
+            user,
+            peer,
+            method: request.method,
+            show: request.info.clone(),
+            since: SystemTime::now(),
+            connected_at: Instant::now(),
+            title: Mutex::new(StreamTitle::new("")),
+        });
+        info.set_title(&format!("Live: {}", info.streamer()));
+        tracing::info!(source = %peer, user = %info.user, method = ?request.method, format = ?request.format,
+            client = info.show.user_agent.as_deref().unwrap_or(""), "live source connected");
+        self.metrics.live_connected.set(1);
+        let end = self
+            .stream_in(
+                stream,
+                &request,
+                body,
+                Arc::clone(&info),
+                &last_input_ms,
+                stop,
+            )
+            .await;
+        tracing::info!(source = %peer, user = %info.user, reason = ?end,
+            seconds = info.connected_at.elapsed().as_secs(), "live source disconnected");
+        self.leave(id);
+    }
+
+    /// Takes the desk for `user`: free, or held by the same user's session that has been
+    /// silent for [`REPLACE_AFTER`] (which is told to stop).
+    fn take_desk(&self, user: &str) -> Option<(u64, Arc<AtomicU64>, CancellationToken)> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = current.as_ref() {
+            let silent = self
+                .now_ms()
+                .saturating_sub(c.last_input_ms.load(Ordering::Relaxed));
+            if c.user != user || silent < REPLACE_AFTER.as_millis() as u64 {
+                return None;
+            }
+            tracing::info!(
+                user,
+                silent_ms = silent,
+                "the same DJ reconnected: replacing the silent session"
+            );
+            c.stop.cancel();
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let last = Arc::new(AtomicU64::new(self.now_ms()));
+        let stop = self.shutdown.child_token();
+        *current = Some(Current {
+            id,
+            user: user.to_owned(),
+            last_input_ms: Arc::clone(&last),
+            stop: stop.clone(),
+        });
+        Some((id, last, stop))
+    }
+
+    /// Session `id` is over: the desk is free (unless another session took it meanwhile).
+    fn leave(&self, id: u64) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_some_and(|c| c.id == id) {
+            *current = None;
+            self.metrics.live_connected.set(0);
+        }
+        self.feed.end(id);
+    }
+
+    /// Reads the body into the decoder thread until the source stops.
+    async fn stream_in(
+        &self,
+        mut stream: TcpStream,
+        request: &SourceRequest,
+        first: Bytes,
+        info: Arc<SessionInfo>,
+        last_input_ms: &AtomicU64,
+        stop: CancellationToken,
+    ) -> End {
+        let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+        let peer = info.peer;
+        let probed = Arc::new(AtomicBool::new(false));
+        let decoder = Decoder {
+            feed: Arc::clone(&self.feed),
+            info,
+            format: request.format,
+            audio: self.audio,
+            metrics: self.metrics.clone(),
+            probed: Arc::clone(&probed),
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("onair-live-decode".into())
+            .spawn(move || decoder.run(rx))
+        {
+            tracing::error!(error = %e, "cannot start a live decoder thread");
+            return End::ReadError;
+        }
+        let mut body = BodyReader::new(request.body);
+        let probe_deadline = tokio::time::sleep(PROBE_TIMEOUT);
+        tokio::pin!(probe_deadline);
+        let mut data = body.feed(first);
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        loop {
+            if let Some(chunk) = data.take().filter(|c| !c.is_empty())
+                && tx.send(chunk).await.is_err()
+            {
+                // The decoder gave up: the stream is not audio it can read.
+                return End::NotAudio;
+            }
+            if body.done() {
+                return End::Closed;
+            }
+            buf.reserve(READ_CHUNK);
+            let read = tokio::select! {
+                _ = stop.cancelled() => {
+                    return if self.shutdown.is_cancelled() { End::Shutdown } else { End::Replaced };
+                }
+                _ = &mut probe_deadline, if !probed.load(Ordering::Relaxed) => {
+                    // Closing the channel ends the decoder's probe, which counts it.
+                    tracing::warn!(source = %peer, "live source sent no decodable audio within {PROBE_TIMEOUT:?}; closing");
+                    return End::NotAudio;
+                }
+                r = tokio::time::timeout(self.settings.source_timeout, stream.read_buf(&mut buf)) => r,
+            };
+            match read {
+                Ok(Ok(0)) => return End::Closed,
+                Ok(Ok(n)) => {
+                    last_input_ms.store(self.now_ms(), Ordering::Relaxed);
+                    self.metrics.live_input_bytes.inc_by(n as u64);
+                    data = body.feed(buf.split().freeze());
+                }
+                Ok(Err(_)) => return End::ReadError,
+                Err(_elapsed) => {
+                    self.metrics
+                        .live_fallbacks
+                        .with_label_values(&["timeout"])
+                        .inc();
+                    return End::Timeout;
+                }
+            }
+        }
+    }
+}
+
+async fn write_and_close(mut stream: TcpStream, answer: &[u8]) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = stream.write_all(answer).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// The request body as the source frames it: until close, a length, or chunks.
+struct BodyReader {
+    framing: Framing,
+}
+
+enum Framing {
+    UntilClose,
+    Length(u64),
+    Chunked(Dechunker),
+}
+
+impl BodyReader {
+    fn new(body: Body) -> BodyReader {
+        BodyReader {
+            framing: match body {
+                Body::UntilClose => Framing::UntilClose,
+                Body::Length(n) => Framing::Length(n),
+                Body::Chunked => Framing::Chunked(Dechunker::default()),
+            },
+        }
+    }
+
+    /// The audio bytes in `bytes` as received.
+    fn feed(&mut self, bytes: Bytes) -> Option<Bytes> {
+        match &mut self.framing {
+            Framing::UntilClose => Some(bytes),
+            Framing::Length(left) => {
+                let n = bytes
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= n as u64;
+                Some(bytes.slice(..n))
+            }
+            Framing::Chunked(d) => Some(d.feed(&bytes)),
+        }
+    }
+
+    /// The body is complete: nothing more is audio.
+    fn done(&self) -> bool {
+        match &self.framing {
+            Framing::UntilClose => false,
+            Framing::Length(left) => *left == 0,
+            Framing::Chunked(d) => d.finished(),
+        }
+    }
+}
+
+/// A session's decoder thread: bytes from the channel in, station PCM onto the feed.
+struct Decoder {
+    feed: Arc<LiveFeed>,
+    info: Arc<SessionInfo>,
+    format: Format,
+    audio: Audio,
+    metrics: Metrics,
+    probed: Arc<AtomicBool>,
+}
+
+/// The channel as a blocking reader: the end of the channel is the end of the stream.
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    chunk: Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.chunk = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+impl Decoder {
+    fn run(self, rx: mpsc::Receiver<Bytes>) {
+        let id = self.info.id;
+        let feed = Arc::clone(&self.feed);
+        let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| self.decode(rx)));
+        if decoded.is_err() {
+            tracing::error!("the decoder panicked on a live stream; ending the session");
+        }
+        feed.end(id);
+    }
+
+    fn decode(&self, rx: mpsc::Receiver<Bytes>) {
+        let mut hint = Hint::new();
+        match self.format {
+            Format::Mp3 => hint.with_extension("mp3").mime_type("audio/mpeg"),
+            Format::Aac => hint.with_extension("aac").mime_type("audio/aac"),
+            Format::Ogg => hint.with_extension("ogg").mime_type("audio/ogg"),
+        };
+        let reader = ChannelReader {
+            rx,
+            chunk: Bytes::new(),
+        };
+        let (mut decoder, tags) =
+            match TrackDecoder::open_source(Box::new(ReadOnlySource::new(reader)), &hint) {
+                Ok(opened) => opened,
+                Err(e) => {
+                    self.metrics
+                        .live_connects
+                        .with_label_values(&["probe"])
+                        .inc();
+                    tracing::warn!(source = %self.info.peer, error = %e, claimed = ?self.format,
+                        "the live source's audio does not decode; closing it");
+                    return;
+                }
+            };
+        self.probed.store(true, Ordering::Relaxed);
+        self.metrics.live_connects.with_label_values(&["ok"]).inc();
+        tracing::info!(source = %self.info.peer, codec = %tags.codec, sample_rate = tags.sample_rate,
+            channels = tags.channels, "live audio decodes");
+        self.feed.begin(Arc::clone(&self.info));
+        let mut reformat =
+            Reformatter::new(self.audio.sample_rate, usize::from(self.audio.channels));
+        let (mut pcm, mut station) = (Vec::new(), Vec::new());
+        let mut errors = 0;
+        loop {
+            pcm.clear();
+            station.clear();
+            let more = decoder.next_packet(&mut pcm);
+            if !pcm.is_empty()
+                && let Err(e) = reformat.process(
+                    decoder.sample_rate(),
+                    decoder.channels(),
+                    &pcm,
+                    &mut station,
+                )
+            {
+                tracing::warn!(source = %self.info.peer, error = %e, "cannot convert the live audio; ending the session");
+                return;
+            }
+            if !more {
+                let _ = reformat.finish(&mut station);
+            }
+            let new_errors = decoder.errors() - errors;
+            if new_errors > 0 {
+                self.metrics.live_decode_errors.inc_by(new_errors);
+                errors = decoder.errors();
+            }
+            if self.feed.push(self.info.id, &station).is_none() || !more {
+                return;
+            }
+        }
+    }
+}
+
+impl Method {
+    /// How the log and the status pages name the protocol.
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Put => "put",
+            Method::Source => "source",
+            Method::Icy => "icy",
+        }
+    }
+}

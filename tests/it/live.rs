@@ -1,0 +1,396 @@
+//! Live shows: real source clients (ffmpeg by PUT and by SOURCE) go on air while a listener stays
+//! connected, and the AutoDJ comes back when they leave; the byte-level cases of the source
+//! protocol (logins, busy mount, probes, stalls) replayed over raw sockets.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use onair::config::{Config, Secrets};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::support::raw::{self, Answer};
+use crate::support::synth::{FRAME_S, Programme, Synth, present};
+use crate::support::{RawStream, TestServer, config_with_library, decode, icy, require, until};
+
+const PASSWORD: &str = "dj-secret-1";
+/// The AutoDJ's tracks are tones in their own bands, far from the DJs' tones.
+const AUTODJ_HZ: [f64; 3] = [440.0, 550.0, 660.0];
+/// ffmpeg's `sine` source (1/8 of full scale) as the band meter reads it back, -22 dB, less
+/// a margin for the MP3 codec's ripple.
+const LIVE_DB: f64 = -25.0;
+/// How far audio may trail its ICY title in the decoded stream: the encoder's frame and
+/// look-ahead and the decoder's delay (20-110 ms, measured in the programme tests), and the
+/// band meter's 40 ms window.
+const CODEC_DELAY: f64 = 0.25;
+
+fn library() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, hz) in AUTODJ_HZ.iter().enumerate() {
+        Synth::new(44_100)
+            .tone(*hz, 40.0, -20.0)
+            .write_wav(&dir.path().join(format!("{i}-tone-{hz}.wav")));
+    }
+    dir
+}
+
+fn live_config(library: &Path, extra: &str, password: Option<&str>) -> Config {
+    config_with_library(
+        &format!("kind = \"local\"\npath = \"{}\"\n", library.display()),
+        &format!("[playlist]\norder = \"sequential\"\n{extra}"),
+        Secrets {
+            admin_password: None,
+            source_password: password.map(Into::into),
+        },
+    )
+}
+
+fn basic(credentials: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(credentials)
+}
+
+/// ffmpeg playing a `hz` tone for `seconds` to `url`, paced to real time; `extra` arguments
+/// go before the output.
+async fn ffmpeg_source(hz: u32, seconds: u32, extra: &[&str], url: &str) {
+    let mut ffmpeg = std::process::Command::new("ffmpeg");
+    ffmpeg
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!("sine=frequency={hz}:sample_rate=44100"))
+        .args(["-t", &seconds.to_string(), "-ac", "2", "-c:a", "libmp3lame"])
+        .args(["-b:a", "128k"])
+        .args(extra)
+        .args(["-f", "mp3", url]);
+    let status = tokio::task::spawn_blocking(move || ffmpeg.status())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "ffmpeg {extra:?} failed: {status}");
+}
+
+/// Where, in seconds of the listener's stream, each title began.
+fn titles_at(split: &icy::Split) -> Vec<(f64, String)> {
+    // 128 kbps CBR: the byte offset gives the time.
+    split
+        .titles
+        .iter()
+        .map(|t| (t.audio_offset as f64 / 16_000.0, t.title.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_goes_on_air_by_put_and_by_source_and_the_autodj_comes_back_each_time() {
+    require("ffmpeg");
+    let lib = library();
+    // Small ICY blocks: titles land within 20 ms of their audio.
+    let mount = "[[mount]]\npath = \"/radio.mp3\"\nicy_metaint = 320\n";
+    let server = TestServer::start(live_config(lib.path(), mount, Some(PASSWORD))).await;
+    server.wait_ready().await;
+    let mut listener = RawStream::get(server.addr, "/radio.mp3", "Icy-MetaData: 1\r\n").await;
+    let metaint: usize = listener.header("icy-metaint").unwrap().parse().unwrap();
+    let reading = tokio::spawn(async move {
+        let bytes = listener.read(2_000_000, Duration::from_secs(27)).await;
+        (bytes, listener.read(1, Duration::from_secs(2)).await.len())
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let port = server.addr.port();
+    let eof = "onair_live_fallbacks_total{reason=\"eof\"}";
+    let mut back_after = Vec::new();
+    for (n, (hz, extra)) in [(3150, vec![]), (2150, vec!["-legacy_icecast", "1"])]
+        .into_iter()
+        .enumerate()
+    {
+        let url = format!("icecast://source:{PASSWORD}@127.0.0.1:{port}/live");
+        ffmpeg_source(hz, 6, &extra, &url).await;
+        let left = Instant::now();
+        until(
+            Duration::from_secs(5),
+            "the AutoDJ back after the show",
+            || async { (server.metric(eof).await >= (n + 1) as f64).then_some(()) },
+        )
+        .await;
+        back_after.push(left.elapsed());
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    let takeover_sum = server.metric("onair_live_takeover_seconds_sum").await;
+    let takeover_count = server.metric("onair_live_takeover_seconds_count").await;
+    let (bytes, still_open) = reading.await.unwrap();
+    assert_eq!(
+        still_open, 1,
+        "the listener's stream went on after the shows"
+    );
+
+    let split = icy::split(&bytes, metaint);
+    let decoded = decode::decode(split.audio.clone());
+    assert_eq!(decoded.decode_errors, 0, "the capture decodes cleanly");
+    assert!(decoded.seconds() > 24.0, "{} s heard", decoded.seconds());
+    let programme = Programme {
+        rate: decoded.sample_rate,
+        pcm: decoded.pcm,
+    };
+    let titles = titles_at(&split);
+    let live: Vec<usize> = titles
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, t))| t == "Live: DJ")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(live.len(), 2, "two shows in {titles:?}");
+    for (show, (&i, hz)) in live.iter().zip([3150.0, 2150.0]).enumerate() {
+        let (on, _) = titles[i];
+        let (off, ref after) = *titles
+            .get(i + 1)
+            .unwrap_or_else(|| panic!("no title after show {show}: {titles:?}"));
+        let (_, ref before) = titles[i - 1];
+        assert_ne!(
+            after, before,
+            "a fresh track follows the show, not the interrupted one"
+        );
+        // The DJ's tone: from the switch (plus the AutoDJ's 1.5 s fade) to the end of the show.
+        let band = programme.band(hz);
+        let runs = present(&band, LIVE_DB, 1.0);
+        assert!(
+            runs.iter().any(|&(a, b)| a <= on + 0.2 && b >= off - 0.3),
+            "show {show}: {hz} Hz from {on:.2} s to {off:.2} s, heard {runs:?}"
+        );
+        // The AutoDJ's tone fades out under the show within the fade, and nothing of the show
+        // is left once the AutoDJ is back.
+        let autodj_during: Vec<_> = AUTODJ_HZ
+            .iter()
+            .flat_map(|&f| present(&programme.band(f), -60.0, 0.05))
+            .filter(|&(a, b)| b > on + 1.5 + CODEC_DELAY && a < off - CODEC_DELAY)
+            .collect();
+        assert!(
+            autodj_during.is_empty(),
+            "show {show}: AutoDJ heard under the show: {autodj_during:?}"
+        );
+        let after_show = ((off + CODEC_DELAY) / FRAME_S) as usize..((off + 2.0) / FRAME_S) as usize;
+        assert!(
+            band[after_show].iter().all(|&db| db < LIVE_DB - 30.0),
+            "show {show}: the DJ's tone goes on after the AutoDJ came back"
+        );
+    }
+    let gaps = programme.gaps(-50.0, 0.25);
+    assert!(gaps.is_empty(), "silences in the capture: {gaps:?}");
+    eprintln!(
+        "live: connect to on air {:.2} s on average, AutoDJ back {back_after:?} after the source left",
+        takeover_sum / takeover_count
+    );
+    // Connect to on air: the pre-roll (1 s) and the time ffmpeg takes to send it.
+    assert_eq!(takeover_count, 2.0);
+    assert!(
+        takeover_sum / 2.0 < 2.0,
+        "takeover {:.2} s on average",
+        takeover_sum / 2.0
+    );
+    // The show's buffered audio (the pre-roll) plays out, then the AutoDJ.
+    for d in &back_after {
+        assert!(
+            *d < Duration::from_millis(2000),
+            "AutoDJ back {d:?} after the source left"
+        );
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// A source head for `/live` sending MP3, with `credentials` (`user:password`) if any.
+fn source_head(method_line: &str, credentials: Option<&str>, extra: &str) -> String {
+    let auth = credentials
+        .map(|c| format!("Authorization: Basic {}\r\n", basic(c)))
+        .unwrap_or_default();
+    format!("{method_line}\r\nHost: test\r\n{auth}{extra}\r\n")
+}
+
+async fn send(addr: SocketAddr, head: &str) -> Answer {
+    raw::exchange(addr, head.as_bytes(), Duration::from_secs(5)).await
+}
+
+/// A source that has logged in and sends an MP3 file at its bitrate, from `skip` bytes in (a
+/// reconnect lands mid-frame), until `stall` says to pause.
+struct PacedSource {
+    stream: TcpStream,
+    data: Vec<u8>,
+    pos: usize,
+}
+
+impl PacedSource {
+    /// Logs in with `head` and checks that the answer starts with `expect`.
+    async fn connect(addr: SocketAddr, head: &str, skip: usize, expect: &str) -> PacedSource {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let answer = raw::read_head(&mut stream, Duration::from_secs(5)).await;
+        assert!(
+            answer.bytes.starts_with(expect.as_bytes()),
+            "{head:?} answered {}",
+            String::from_utf8_lossy(&answer.bytes)
+        );
+        let data = std::fs::read(crate::support::media_dir().join("01-cbr128.mp3")).unwrap();
+        PacedSource {
+            stream,
+            data,
+            pos: skip,
+        }
+    }
+
+    /// Sends `seconds` of audio in real time (128 kbps), looping the file.
+    async fn play(&mut self, seconds: f64) -> std::io::Result<()> {
+        let start = Instant::now();
+        let mut sent = 0.0;
+        while sent < seconds {
+            let n = 1_600;
+            if self.pos + n > self.data.len() {
+                self.pos = 1_000;
+            }
+            self.stream
+                .write_all(&self.data[self.pos..self.pos + n])
+                .await?;
+            self.pos += n;
+            sent += 0.1;
+            let due = start + Duration::from_secs_f64(sent);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_protocol_is_answered_as_source_clients_expect() {
+    let lib = library();
+    // Live input off: no source password, no accounts.
+    let closed = TestServer::start(live_config(lib.path(), "", None)).await;
+    let put = "PUT /live HTTP/1.1";
+    let a = send(
+        closed.addr,
+        &source_head(put, Some("source:x"), "Content-Type: audio/mpeg\r\n"),
+    )
+    .await;
+    assert_eq!(
+        a.status(),
+        Some(403),
+        "{}",
+        String::from_utf8_lossy(&a.bytes)
+    );
+    closed.shutdown().await.unwrap();
+
+    let extra = "[live]\npreroll = \"0.3s\"\nunderrun_grace = \"1s\"\nsource_timeout = \"3s\"\n";
+    let server = TestServer::start(live_config(lib.path(), extra, Some(PASSWORD))).await;
+    server.wait_ready().await;
+    let addr = server.addr;
+    let mpeg = "Content-Type: audio/mpeg\r\n";
+    let right = format!("source:{PASSWORD}");
+
+    // libshout's probes: OPTIONS (with and without a TLS upgrade) and !POKE.
+    let a = send(addr, "OPTIONS * HTTP/1.1\r\nHost: test\r\n\r\n").await;
+    assert_eq!(a.status(), Some(204));
+    assert!(a.header("allow").unwrap().contains("PUT"));
+    let a = send(
+        addr,
+        "OPTIONS * HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: TLS/1.0, HTTP/1.1\r\n\r\n",
+    )
+    .await;
+    assert_eq!(a.status(), Some(400));
+    let a = send(addr, "GET /admin/!POKE HTTP/1.0\r\n\r\n").await;
+    assert_eq!(a.status(), Some(400));
+    // No credentials (libshout's first try), then wrong ones: 401 with Icecast's realm.
+    for creds in [None, Some("source:wrong")] {
+        let a = send(addr, &source_head(put, creds, mpeg)).await;
+        assert_eq!(a.status(), Some(401), "{creds:?}");
+        assert_eq!(
+            a.header("www-authenticate").as_deref(),
+            Some("Basic realm=\"Icecast2 Server\"")
+        );
+        assert!(a.header("allow").unwrap().contains("SOURCE"));
+    }
+    // A PUT must say what it sends, and what it sends must be audio onair decodes.
+    let a = send(addr, &source_head(put, Some(&right), "")).await;
+    assert_eq!(a.status(), Some(400));
+    let a = send(
+        addr,
+        &source_head(put, Some(&right), "Content-Type: video/mp4\r\n"),
+    )
+    .await;
+    assert_eq!(a.status(), Some(415));
+    assert_eq!(
+        server
+            .metric("onair_live_connects_total{result=\"type\"}")
+            .await,
+        2.0
+    );
+
+    // darkice's shape: SOURCE, LF-only lines, ICE/1.0, no type (MP3), audio from mid-frame.
+    let head = format!(
+        "SOURCE /radio.mp3 ICE/1.0\nAuthorization: Basic {}\nice-name: Night Shift\n\n",
+        basic(&right)
+    );
+    let mut dj = PacedSource::connect(addr, &head, 1_001, "HTTP/1.0 200 OK\r\n").await;
+    dj.play(1.5).await.unwrap();
+    until(Duration::from_secs(3), "the show on air", || async {
+        let (_, text) = crate::support::get_text(server.url("/status-json.xsl")).await;
+        text.contains("Live: Night Shift").then_some(())
+    })
+    .await;
+    // Another source while the show sends: busy.
+    let a = send(addr, &source_head(put, Some(&right), mpeg)).await;
+    assert_eq!(a.status(), Some(403));
+    assert!(String::from_utf8_lossy(&a.bytes).contains("Mountpoint in use"));
+    // A 0.5 s stall is within the grace: the show stays on air.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    dj.play(1.0).await.unwrap();
+    let underrun = "onair_live_fallbacks_total{reason=\"underrun\"}";
+    assert_eq!(server.metric(underrun).await, 0.0);
+    // A longer stall: the AutoDJ comes back after the grace, and the source is dropped after
+    // source_timeout.
+    until(
+        Duration::from_secs(4),
+        "fallback after the grace",
+        || async { (server.metric(underrun).await == 1.0).then_some(()) },
+    )
+    .await;
+    until(
+        Duration::from_secs(5),
+        "the silent source dropped",
+        || async {
+            (server
+                .metric("onair_live_fallbacks_total{reason=\"timeout\"}")
+                .await
+                == 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(server.metric("onair_live_connected").await, 0.0);
+
+    // The same DJ reconnecting while their dead session still holds the desk replaces it.
+    let head = source_head(put, Some(&right), mpeg);
+    let mut first = PacedSource::connect(addr, &head, 0, "HTTP/1.0 200 OK\r\n").await;
+    first.play(1.0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let head = source_head(
+        put,
+        Some(&right),
+        &format!("Expect: 100-continue\r\n{mpeg}"),
+    );
+    let mut second = PacedSource::connect(addr, &head, 0, "HTTP/1.1 100 Continue\r\n").await;
+    second.play(1.0).await.unwrap();
+    assert_eq!(server.metric("onair_live_connected").await, 1.0);
+    drop((first, second));
+
+    // Five wrong passwords in a minute: the address waits, even with the right one.
+    for _ in 0..5 {
+        send(addr, &source_head(put, Some("source:guess"), mpeg)).await;
+    }
+    let a = send(addr, &source_head(put, Some(&right), mpeg)).await;
+    assert_eq!(a.status(), Some(429));
+    assert!(a.header("retry-after").is_some());
+    server.shutdown().await.unwrap();
+}
