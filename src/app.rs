@@ -99,6 +99,13 @@ pub async fn run_with(
         ),
         (None, None) => None,
     };
+    let icy_listener =
+        match config.live.icy_listen {
+            Some(addr) => Some(crate::http::bind(addr).with_context(|| {
+                format!("listening for Shoutcast sources on live.icy_port {addr}")
+            })?),
+            None => None,
+        };
     let metrics = Metrics::new();
     metrics.register_log_dropped(&options.log_dropped);
     let access_log = AccessLog::open(
@@ -173,7 +180,14 @@ pub async fn run_with(
             .local_addr()
             .context("reading the admin listening address")?;
         tracing::info!(%addr, "admin, metrics and readiness on their own address");
-        accept_loops.push(tasks.spawn(http.serve(admin, Port::Admin)));
+        accept_loops.push(tasks.spawn(Arc::clone(&http).serve(admin, Port::Admin)));
+    }
+    if let Some(icy) = icy_listener {
+        let addr = icy
+            .local_addr()
+            .context("reading the ICY listening address")?;
+        tracing::info!(%addr, mount = %config.live.mount, "Shoutcast (ICY) sources accepted here");
+        accept_loops.push(tasks.spawn(http.serve_icy(icy)));
     }
     tasks.spawn(reopen_on_request(
         options.reopen,

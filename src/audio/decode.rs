@@ -102,6 +102,8 @@ pub struct TrackDecoder {
     errors: u64,
     /// Damaged packets in a row; too many means the rest of the file is garbage.
     errors_in_row: u32,
+    /// The tags of a new Ogg chain, until taken.
+    chain_tags: Option<TrackTags>,
 }
 
 enum Codec {
@@ -214,6 +216,100 @@ const MAX_ERRORS_IN_ROW: u32 = 64;
 /// Opus packets are at most 120 ms: 5760 frames at 48 kHz.
 const OPUS_MAX_FRAMES: usize = 5760;
 
+/// The codec of a format's first audio stream, and what it plays.
+struct Stream {
+    codec: Codec,
+    codec_name: String,
+    track_id: u32,
+    time_base: Option<TimeBase>,
+    sample_rate: u32,
+    channels: usize,
+    duration: Option<Duration>,
+}
+
+/// Prepares a decoder for the first audio stream of `format` (at its start, or after a new Ogg
+/// chain began), refusing parameters outside what a radio plays.
+fn open_stream(format: &dyn FormatReader) -> Result<Stream, DecodeError> {
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| DecodeError::Unsupported("no audio track".into()))?;
+    let track_id = track.id;
+    let time_base = track.time_base;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or_else(|| DecodeError::Unsupported("audio track without codec parameters".into()))?
+        .clone();
+    // An Ogg Opus stream's length counts the encoder's pre-skip, which is not played.
+    let pre_skip = if params.codec == CODEC_ID_OPUS {
+        track.delay.unwrap_or(0)
+    } else {
+        0
+    };
+    let duration = match (track.num_frames, params.sample_rate) {
+        // A container may claim any frame count: one too large for a Duration is no duration.
+        (Some(n), Some(rate)) if rate > 0 => Duration::try_from_secs_f64(
+            n.saturating_sub(u64::from(pre_skip)) as f64 / f64::from(rate),
+        )
+        .ok(),
+        _ => None,
+    };
+
+    if let Some(rate) = params.sample_rate
+        && !SAMPLE_RATES.contains(&rate)
+    {
+        return Err(DecodeError::Unsupported(format!(
+            "sample rate {rate} Hz (8 to 384 kHz are played)"
+        )));
+    }
+    if let Some(n) = params.channels.as_ref().map(|c| c.count())
+        && n > MAX_CHANNELS
+    {
+        return Err(DecodeError::Unsupported(format!(
+            "{n} channels (at most {MAX_CHANNELS} are played)"
+        )));
+    }
+    let (codec, codec_name, sample_rate, channels) = if params.codec == CODEC_ID_OPUS {
+        let channels = params.channels.as_ref().map_or(2, |c| c.count());
+        if channels > 2 {
+            // Multistream (surround) Opus needs a channel mapping this decoder does not do:
+            // refused rather than decoded as garbage.
+            return Err(DecodeError::Unsupported(format!(
+                "Opus with {channels} channels (multistream)"
+            )));
+        }
+        let channels = channels.max(1);
+        let decoder = OpusDecoder::new(channels, pre_skip as usize, params.extra_data.as_deref())?;
+        (
+            Codec::Opus(Box::new(decoder)),
+            "opus".to_string(),
+            48_000,
+            channels,
+        )
+    } else {
+        let decoder = symphonia::default::get_codecs()
+            .make_audio_decoder(&params, &AudioDecoderOptions::default())
+            .map_err(classify)?;
+        let name = decoder.codec_info().short_name.to_string();
+        let rate = params
+            .sample_rate
+            .ok_or_else(|| DecodeError::Corrupt("no sample rate".into()))?;
+        let channels = params.channels.as_ref().map_or(0, |c| c.count());
+        (Codec::Symphonia(decoder), name, rate, channels)
+    };
+
+    Ok(Stream {
+        codec,
+        codec_name,
+        track_id,
+        time_base,
+        sample_rate,
+        channels,
+        duration,
+    })
+}
+
 impl TrackDecoder {
     /// Probes the track and prepares a decoder for its first audio stream.
     pub fn open(data: &TrackData) -> Result<(TrackDecoder, TrackTags), DecodeError> {
@@ -242,75 +338,15 @@ impl TrackDecoder {
                 SymError::Unsupported(_) => DecodeError::NotAudio,
                 other => classify(other),
             })?;
-        let track = format
-            .default_track(TrackType::Audio)
-            .ok_or_else(|| DecodeError::Unsupported("no audio track".into()))?;
-        let track_id = track.id;
-        let time_base = track.time_base;
-        let params = track
-            .codec_params
-            .as_ref()
-            .and_then(|p| p.audio())
-            .ok_or_else(|| DecodeError::Unsupported("audio track without codec parameters".into()))?
-            .clone();
-        // An Ogg Opus stream's length counts the encoder's pre-skip, which is not played.
-        let pre_skip = if params.codec == CODEC_ID_OPUS {
-            track.delay.unwrap_or(0)
-        } else {
-            0
-        };
-        let duration = match (track.num_frames, params.sample_rate) {
-            // A container may claim any frame count: one too large for a Duration is no duration.
-            (Some(n), Some(rate)) if rate > 0 => Duration::try_from_secs_f64(
-                n.saturating_sub(u64::from(pre_skip)) as f64 / f64::from(rate),
-            )
-            .ok(),
-            _ => None,
-        };
-
-        if let Some(rate) = params.sample_rate
-            && !SAMPLE_RATES.contains(&rate)
-        {
-            return Err(DecodeError::Unsupported(format!(
-                "sample rate {rate} Hz (8 to 384 kHz are played)"
-            )));
-        }
-        if let Some(n) = params.channels.as_ref().map(|c| c.count())
-            && n > MAX_CHANNELS
-        {
-            return Err(DecodeError::Unsupported(format!(
-                "{n} channels (at most {MAX_CHANNELS} are played)"
-            )));
-        }
-        let (codec, codec_name, sample_rate, channels) = if params.codec == CODEC_ID_OPUS {
-            let channels = params.channels.as_ref().map_or(2, |c| c.count());
-            if channels > 2 {
-                // Multistream (surround) Opus needs a channel mapping this decoder does not do:
-                // refused rather than decoded as garbage.
-                return Err(DecodeError::Unsupported(format!(
-                    "Opus with {channels} channels (multistream)"
-                )));
-            }
-            let channels = channels.max(1);
-            let decoder =
-                OpusDecoder::new(channels, pre_skip as usize, params.extra_data.as_deref())?;
-            (
-                Codec::Opus(Box::new(decoder)),
-                "opus".to_string(),
-                48_000,
-                channels,
-            )
-        } else {
-            let decoder = symphonia::default::get_codecs()
-                .make_audio_decoder(&params, &AudioDecoderOptions::default())
-                .map_err(classify)?;
-            let name = decoder.codec_info().short_name.to_string();
-            let rate = params
-                .sample_rate
-                .ok_or_else(|| DecodeError::Corrupt("no sample rate".into()))?;
-            let channels = params.channels.as_ref().map_or(0, |c| c.count());
-            (Codec::Symphonia(decoder), name, rate, channels)
-        };
+        let Stream {
+            codec,
+            codec_name,
+            track_id,
+            time_base,
+            sample_rate,
+            channels,
+            duration,
+        } = open_stream(&*format)?;
 
         let mut tags = TrackTags {
             codec: codec_name,
@@ -331,6 +367,7 @@ impl TrackDecoder {
             discard: 0,
             errors: 0,
             errors_in_row: 0,
+            chain_tags: None,
         };
         Ok((decoder, tags))
     }
@@ -388,6 +425,30 @@ impl TrackDecoder {
         self.errors
     }
 
+    /// Switches to the stream of a new Ogg chain, keeping its tags for [`Self::take_chain_tags`].
+    fn next_chain(&mut self) -> Result<(), DecodeError> {
+        let stream = open_stream(&*self.format)?;
+        let mut tags = TrackTags {
+            codec: stream.codec_name.clone(),
+            sample_rate: stream.sample_rate,
+            channels: stream.channels,
+            ..TrackTags::default()
+        };
+        read_latest_tags(&mut *self.format, stream.track_id, &mut tags);
+        self.codec = stream.codec;
+        self.track_id = stream.track_id;
+        self.time_base = stream.time_base;
+        self.sample_rate = stream.sample_rate;
+        self.channels = stream.channels;
+        self.chain_tags = Some(tags);
+        Ok(())
+    }
+
+    /// The tags of the chain that began since the last call, if one did.
+    pub fn take_chain_tags(&mut self) -> Option<TrackTags> {
+        self.chain_tags.take()
+    }
+
     /// Decodes the next packet, appending interleaved samples to `out`. Returns `false` at the end
     /// of the track (including the point where a truncated file stops making sense).
     pub fn next_packet(&mut self, out: &mut Vec<f32>) -> bool {
@@ -397,7 +458,12 @@ impl TrackDecoder {
                 Ok(Some(p)) => p,
                 Ok(None) => return false,
                 // A cut-off file ends with an unexpected EOF: the valid part has played.
-                Err(SymError::IoError(_)) | Err(SymError::ResetRequired) => return false,
+                Err(SymError::IoError(_)) => return false,
+                // A new Ogg chain (a live source's next song): a decoder for its stream.
+                Err(SymError::ResetRequired) => match self.next_chain() {
+                    Ok(()) => continue,
+                    Err(_) => return false,
+                },
                 Err(SymError::DecodeError(_)) => {
                     if self.damaged() {
                         return false;
@@ -512,6 +578,20 @@ pub fn probe(data: &TrackData) -> Result<TrackTags, DecodeError> {
 }
 
 fn read_tags(format: &mut dyn FormatReader, track_id: u32, tags: &mut TrackTags) {
+    read_revisions(format, track_id, tags, false);
+}
+
+/// The tags of the newest metadata revision only: a new Ogg chain's comments.
+fn read_latest_tags(format: &mut dyn FormatReader, track_id: u32, tags: &mut TrackTags) {
+    read_revisions(format, track_id, tags, true);
+}
+
+fn read_revisions(
+    format: &mut dyn FormatReader,
+    track_id: u32,
+    tags: &mut TrackTags,
+    latest_only: bool,
+) {
     let mut revisions: Vec<MetadataRevision> = Vec::new();
     let mut log = format.metadata();
     while let Some(rev) = log.pop() {
@@ -519,6 +599,9 @@ fn read_tags(format: &mut dyn FormatReader, track_id: u32, tags: &mut TrackTags)
     }
     if let Some(rev) = log.current() {
         revisions.push(rev.clone());
+    }
+    if latest_only && revisions.len() > 1 {
+        revisions.drain(..revisions.len() - 1);
     }
     let (mut rg_gain, mut rg_reference, mut r128_gain) = (None, None, None);
     for rev in &revisions {
@@ -675,6 +758,40 @@ mod tests {
         assert!(rms > 0.03 && rms < 0.12, "rms {rms}");
     }
 
+    #[test]
+    fn a_chained_ogg_stream_plays_every_chain_and_gives_each_chains_tags() {
+        let media = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/media/");
+        for file in ["06-vorbis.ogg", "07-opus.opus"] {
+            // Two Ogg streams back to back are a chained stream (what ices2 and ezstream send);
+            // the second one's title differs by a letter.
+            let one = std::fs::read(format!("{media}{file}")).unwrap();
+            let title = if file.contains("opus") {
+                "Overture"
+            } else {
+                "Valley"
+            };
+            let renamed = format!("{}X", &title[..title.len() - 1]);
+            let two = rewrite_ogg(one.clone(), title.as_bytes(), renamed.as_bytes());
+            let chained = [one, two].concat();
+            let (mut d, tags) = TrackDecoder::open(&mem(chained)).unwrap();
+            let mut pcm = Vec::new();
+            let mut chains = Vec::new();
+            while d.next_packet(&mut pcm) {
+                chains.extend(d.take_chain_tags());
+            }
+            assert_eq!(d.errors(), 0, "{file}");
+            let seconds = pcm.len() as f64 / f64::from(tags.sample_rate) / 2.0;
+            assert!(
+                (seconds - 30.0).abs() < 0.1,
+                "{file}: {seconds} s, not both chains"
+            );
+            assert_eq!(chains.len(), 1, "{file}: one new chain");
+            let second = tags.title.as_deref().map(|t| t.replace(title, &renamed));
+            assert_ne!(second, tags.title);
+            assert_eq!(chains[0].title, second, "{file}: the second chain's title");
+        }
+    }
+
     /// Rewrites the output gain in an Ogg Opus file's OpusHead (the first page) and fixes the
     /// page's CRC, as an encoder with `--gain` would have written it.
     fn with_opus_gain(mut ogg: Vec<u8>, gain_q8: i16) -> Vec<u8> {
@@ -684,10 +801,16 @@ mod tests {
         let page_len = body + ogg[27..body].iter().map(|&l| usize::from(l)).sum::<usize>();
         assert_eq!(&ogg[body..body + 8], b"OpusHead");
         ogg[body + 16..body + 18].copy_from_slice(&gain_q8.to_le_bytes());
-        ogg[22..26].fill(0);
+        fix_page_crc(&mut ogg[..page_len]);
+        ogg
+    }
+
+    /// Recomputes the CRC of one whole Ogg page, after its bytes were changed.
+    fn fix_page_crc(page: &mut [u8]) {
+        page[22..26].fill(0);
         // Ogg's CRC-32: polynomial 0x04c11db7, no reflection, initial 0, no final xor.
         let mut crc = 0u32;
-        for &b in &ogg[..page_len] {
+        for &b in page.iter() {
             crc ^= u32::from(b) << 24;
             for _ in 0..8 {
                 crc = if crc & 0x8000_0000 != 0 {
@@ -697,8 +820,30 @@ mod tests {
                 };
             }
         }
-        ogg[22..26].copy_from_slice(&crc.to_le_bytes());
-        ogg
+        page[22..26].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Replaces `from` with `to` (as long) in an Ogg stream, fixing the CRC of its page.
+    fn rewrite_ogg(mut ogg: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let at = ogg.windows(from.len()).position(|w| w == from).unwrap();
+        let mut page = 0;
+        loop {
+            assert_eq!(&ogg[page..page + 4], b"OggS");
+            let segments = usize::from(ogg[page + 26]);
+            let body = page + 27 + segments;
+            let end = body
+                + ogg[page + 27..body]
+                    .iter()
+                    .map(|&l| usize::from(l))
+                    .sum::<usize>();
+            if at < end {
+                ogg[at..at + to.len()].copy_from_slice(to);
+                fix_page_crc(&mut ogg[page..end]);
+                return ogg;
+            }
+            page = end;
+        }
     }
 
     #[test]

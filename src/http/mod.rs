@@ -252,6 +252,36 @@ impl Server {
         }
     }
 
+    /// Accepts Shoutcast v1 sources on `listener` until cancelled (`[live] icy_port`).
+    pub async fn serve_icy(self: Arc<Self>, listener: TcpListener) {
+        let metrics = &self.station.metrics;
+        let mut errors = accept::AcceptErrors::default();
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        if let Some(pause) = errors.failed(&e, metrics) {
+                            tokio::time::sleep(pause).await;
+                        }
+                        continue;
+                    }
+                },
+            };
+            // A login in progress holds a connection slot like any request head.
+            let Some(slot) = self.gate.enter() else {
+                self.rejected("max_connections");
+                continue;
+            };
+            let live = Arc::clone(&self.live);
+            self.tasks.spawn(async move {
+                let _slot = slot;
+                live.serve_icy(stream, peer).await;
+            });
+        }
+    }
+
     fn rejected(&self, reason: &str) {
         self.station
             .metrics

@@ -68,7 +68,27 @@ struct Inner {
     session: Option<Arc<SessionInfo>>,
     pcm: VecDeque<f32>,
     ended: bool,
+    /// Frames of the session pushed and taken so far: the time line titles are placed on.
+    pushed: u64,
+    taken: u64,
+    /// Titles sent with the audio, each with the frame it begins at.
+    titles: VecDeque<(u64, String)>,
 }
+
+impl Inner {
+    fn reset(&mut self, session: Option<Arc<SessionInfo>>) {
+        self.session = session;
+        self.pcm.clear();
+        self.ended = false;
+        self.pushed = 0;
+        self.taken = 0;
+        self.titles.clear();
+    }
+}
+
+/// Titles waiting for their audio, at most: a DJ tool that sends a title a second (some do)
+/// cannot grow the queue.
+const MAX_PENDING_TITLES: usize = 16;
 
 impl LiveFeed {
     /// A feed of `channels`-channel frames holding at most `max_frames`.
@@ -78,6 +98,9 @@ impl LiveFeed {
                 session: None,
                 pcm: VecDeque::new(),
                 ended: false,
+                pushed: 0,
+                taken: 0,
+                titles: VecDeque::new(),
             }),
             channels: channels.max(1),
             max_frames: max_frames.max(1),
@@ -91,10 +114,7 @@ impl LiveFeed {
 
     /// A session takes the feed; whatever an earlier one left is dropped.
     pub fn begin(&self, session: Arc<SessionInfo>) {
-        let mut inner = self.inner();
-        inner.session = Some(session);
-        inner.pcm.clear();
-        inner.ended = false;
+        self.inner().reset(Some(session));
     }
 
     /// Appends a session's audio; false when the session no longer holds the feed (its
@@ -105,9 +125,35 @@ impl LiveFeed {
             return None;
         }
         inner.pcm.extend(samples);
+        inner.pushed += (samples.len() / self.channels) as u64;
         let over = (inner.pcm.len() / self.channels).saturating_sub(self.max_frames);
         inner.pcm.drain(..over * self.channels);
+        inner.taken += over as u64;
         Some(over)
+    }
+
+    /// A title for session `id` that begins with the audio pushed next (a new Ogg chain, a
+    /// metadata update): it goes on air when that audio does, not before. An update equal to
+    /// the last one is no change. False when the session no longer holds the feed.
+    pub fn push_title(&self, id: u64, title: &str) -> bool {
+        let mut inner = self.inner();
+        let Some(session) = inner.session.clone().filter(|s| s.id == id) else {
+            return false;
+        };
+        let last = inner
+            .titles
+            .back()
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| session.title().text().to_owned());
+        if last == title {
+            return true;
+        }
+        if inner.titles.len() == MAX_PENDING_TITLES {
+            inner.titles.pop_front();
+        }
+        let at = inner.pushed;
+        inner.titles.push_back((at, title.to_owned()));
+        true
     }
 
     /// The session sent its last audio.
@@ -132,17 +178,31 @@ impl LiveFeed {
         }
     }
 
-    /// Moves up to `out.len()` samples (whole frames) of session `id` into `out`; the frames.
-    pub fn take(&self, id: u64, out: &mut [f32]) -> usize {
+    /// Moves up to `out.len()` samples (whole frames) of session `id` into `out`: the frames,
+    /// and where among them a new title began (the session's title is then the new one).
+    pub fn take(&self, id: u64, out: &mut [f32]) -> (usize, Option<usize>) {
         let mut inner = self.inner();
         if inner.session.as_ref().is_none_or(|s| s.id != id) {
-            return 0;
+            return (0, None);
         }
+        let start = inner.taken;
         let n = (out.len() / self.channels).min(inner.pcm.len() / self.channels) * self.channels;
         for (dst, src) in out[..n].iter_mut().zip(inner.pcm.drain(..n)) {
             *dst = src;
         }
-        n / self.channels
+        inner.taken += (n / self.channels) as u64;
+        // Titles whose first frame has now been taken become the show's title.
+        let taken = inner.taken;
+        let mut began = None;
+        while let Some(&(at, _)) = inner.titles.front()
+            && at < taken
+        {
+            if let (Some((_, text)), Some(session)) = (inner.titles.pop_front(), &inner.session) {
+                session.set_title(&text);
+                began = Some(at.saturating_sub(start) as usize);
+            }
+        }
+        (n / self.channels, began)
     }
 
     /// The pipeline is done with session `id` (it ended and played out, or was given up): the
@@ -150,9 +210,7 @@ impl LiveFeed {
     pub fn close(&self, id: u64) {
         let mut inner = self.inner();
         if inner.session.as_ref().is_some_and(|s| s.id == id) {
-            inner.session = None;
-            inner.pcm.clear();
-            inner.ended = false;
+            inner.reset(None);
         }
     }
 }
@@ -187,11 +245,11 @@ mod tests {
         );
         assert_eq!(feed.snapshot().buffered, 4);
         let mut out = [0.0; 6];
-        assert_eq!(feed.take(1, &mut out), 3);
+        assert_eq!(feed.take(1, &mut out), (3, None));
         assert_eq!(out, [0.5; 6]);
         assert_eq!(
             feed.take(2, &mut out),
-            0,
+            (0, None),
             "another session's audio is not taken"
         );
         feed.end(1);
@@ -209,6 +267,32 @@ mod tests {
         );
         feed.close(2);
         assert!(feed.session().is_none());
+    }
+
+    #[test]
+    fn a_title_goes_on_air_with_its_audio_and_a_repeat_is_no_change() {
+        let feed = LiveFeed::new(1, 100);
+        feed.begin(session(1));
+        feed.push(1, &[0.0; 10]);
+        assert!(feed.push_title(1, "Artist - Song"));
+        assert!(feed.push_title(1, "Artist - Song"), "a repeat is accepted");
+        feed.push(1, &[0.0; 10]);
+        let mut out = [0.0; 10];
+        assert_eq!(feed.take(1, &mut out[..5]), (5, None));
+        let title = || feed.session().unwrap().title().text().to_owned();
+        assert_eq!(feed.take(1, &mut out[..5]), (5, None));
+        assert_eq!(title(), "Live: DJ", "the song's audio has not played yet");
+        assert_eq!(
+            feed.take(1, &mut out),
+            (10, Some(0)),
+            "it begins the next take"
+        );
+        assert_eq!(title(), "Artist - Song");
+        feed.push(1, &[0.0; 10]);
+        feed.push_title(1, "Next");
+        feed.push(1, &[0.0; 10]);
+        assert_eq!(feed.take(1, &mut [0.0; 15]), (15, Some(10)), "mid-take");
+        assert!(!feed.push_title(2, "Other"), "not this session's feed");
     }
 
     #[test]

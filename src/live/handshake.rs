@@ -14,6 +14,10 @@ use crate::config::Secret;
 
 /// Headers read from a source head; more is refused as a bad request.
 const MAX_HEADERS: usize = 64;
+/// The ICY port's answer to a right password.
+pub const ICY_OK: &[u8] = b"OK2\r\nicy-caps:11\r\n\r\n";
+/// Longest password line plus `icy-*` block taken on the ICY port.
+pub const MAX_ICY_HEAD: usize = 8 * 1024;
 /// What every answer to a source client offers: libshout switches to `PUT` when it sees it.
 pub const ALLOW: &str = "GET, HEAD, PUT, SOURCE, OPTIONS";
 
@@ -398,7 +402,7 @@ pub fn live_off() -> Vec<u8> {
 /// it (Liquidsoap's `method="put"` insists), then `200 OK`; on the ICY port, `OK2`.
 pub fn accepted(request: &SourceRequest) -> Vec<u8> {
     match request.method {
-        Method::Icy => b"OK2\r\nicy-caps:11\r\n\r\n".to_vec(),
+        Method::Icy => ICY_OK.to_vec(),
         _ if request.expect_continue => {
             b"HTTP/1.1 100 Continue\r\nContent-Length: 0\r\n\r\nHTTP/1.0 200 OK\r\n\r\n".to_vec()
         }

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{SourceAuth, Verdict};
 use super::chunked::Dechunker;
 use super::feed::{LiveFeed, SessionInfo};
-use super::handshake::{self, Body, Format, Method, SourceRequest};
-use crate::audio::decode::TrackDecoder;
+use super::handshake::{self, Body, Credentials, Format, Method, SourceRequest};
+use crate::audio::decode::{TrackDecoder, TrackTags};
 use crate::audio::resample::Reformatter;
 use crate::config::{Audio, Config, Live};
 use crate::metrics::Metrics;
@@ -32,8 +32,11 @@ use crate::title::StreamTitle;
 /// The same DJ may replace their own session once it has sent nothing for this long (a
 /// reconnect after a dead link, before the old socket times out).
 pub const REPLACE_AFTER: Duration = Duration::from_secs(2);
-/// Time the first audio has to probe as MP3, AAC or Ogg.
+/// Time the first audio has to probe as MP3 or AAC.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time an Ogg stream has: an Ogg page holds up to a second of audio (ffmpeg's and libshout's
+/// encoders flush one a second), and the reader needs the header pages and the first audio page.
+pub const OGG_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How late a failed login is answered: a guesser on one connection gets two tries a second.
 const FAILED_LOGIN_DELAY: Duration = Duration::from_millis(500);
 /// Chunks of received bytes between the socket task and the decoder thread.
@@ -64,6 +67,33 @@ struct Current {
     last_input_ms: Arc<AtomicU64>,
     stop: CancellationToken,
 }
+
+/// A session's hold on the desk.
+struct Seat {
+    id: u64,
+    last_input_ms: Arc<AtomicU64>,
+    stop: CancellationToken,
+}
+
+/// Why a source was refused before its audio, as the HTTP answer says it.
+enum Refusal {
+    Closed,
+    Unauthorized,
+    Waiting(Duration),
+}
+
+impl Refusal {
+    fn answer(&self) -> Vec<u8> {
+        match self {
+            Refusal::Closed => handshake::live_off(),
+            Refusal::Unauthorized => handshake::unauthorized(),
+            Refusal::Waiting(retry_after) => handshake::too_many_logins(*retry_after),
+        }
+    }
+}
+
+/// Time a Shoutcast source has for its password line, and again for its `icy-*` lines.
+const ICY_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a session ended (for the log).
 #[derive(Debug, Clone, Copy)]
@@ -116,7 +146,8 @@ impl LiveDesk {
             .inc();
     }
 
-    /// Serves one source connection to its end. `body` holds what came after the head.
+    /// Serves one source connection (`PUT` or `SOURCE` on the main port) to its end. `body`
+    /// holds what came after the head.
     pub async fn serve(
         self: Arc<Self>,
         mut stream: TcpStream,
@@ -125,48 +156,169 @@ impl LiveDesk {
         body: Bytes,
     ) {
         let candidates: Vec<_> = request.credentials.iter().cloned().collect();
-        let user = match self.auth.check(peer.ip(), &candidates) {
-            Verdict::Granted { user } => user,
-            Verdict::Closed => {
-                self.counted("closed");
-                tracing::info!(source = %peer, "source refused: live input is off (no ONAIR_SOURCE_PASSWORD, no accounts file)");
-                return write_and_close(stream, &handshake::live_off()).await;
-            }
-            Verdict::Missing => {
-                // libshout's first try goes without credentials, expecting this answer.
-                return write_and_close(stream, &handshake::unauthorized()).await;
-            }
-            Verdict::Failed { user, failures } => {
-                self.counted("auth");
-                tracing::warn!(source = %peer, user = user.as_deref().unwrap_or(""), failures, "source login failed");
-                tokio::time::sleep(FAILED_LOGIN_DELAY).await;
-                return write_and_close(stream, &handshake::unauthorized()).await;
-            }
-            Verdict::Waiting { retry_after } => {
-                self.counted("auth");
-                let answer = handshake::too_many_logins(retry_after);
-                return write_and_close(stream, &answer).await;
-            }
+        let user = match self.login(peer, &candidates).await {
+            Ok(user) => user,
+            Err(refusal) => return write_and_close(stream, &refusal.answer()).await,
         };
-        if request.mount != self.settings.mount && !self.mounts.contains(&request.mount) {
-            self.counted("malformed");
-            tracing::info!(source = %peer, mount = %request.mount, live_mount = %self.settings.mount, "source sent to a mount this radio does not take sources on");
-            return write_and_close(stream, &handshake::no_such_mount()).await;
-        }
-        let Some((id, last_input_ms, stop)) = self.take_desk(&user) else {
-            self.counted("busy");
-            tracing::info!(source = %peer, user = %user, "source refused: another source is on air");
-            return write_and_close(stream, &handshake::busy()).await;
+        let Some(seat) = self.seat(peer, &user, &request.mount) else {
+            let answer = if self.is_source_mount(&request.mount) {
+                handshake::busy()
+            } else {
+                handshake::no_such_mount()
+            };
+            return write_and_close(stream, &answer).await;
         };
         if stream
             .write_all(&handshake::accepted(&request))
             .await
             .is_err()
         {
-            return self.leave(id);
+            return self.leave(seat.id);
         }
+        self.on_air(stream, peer, user, seat, request, body).await;
+    }
+
+    /// Serves one Shoutcast v1 source (on the ICY port) to its end: the password line, `OK2`,
+    /// the `icy-*` lines, then audio. Refusals are a closed socket, as the clients expect.
+    pub async fn serve_icy(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
+        let mut buf = BytesMut::new();
+        let deadline = tokio::time::Instant::now() + ICY_HEAD_TIMEOUT;
+        let Some(line) = Self::read_line(&mut stream, &mut buf, deadline).await else {
+            return;
+        };
+        let Some(login) = handshake::icy_login(&String::from_utf8_lossy(&line)) else {
+            return; // libshout's !POKE: it only wants to see the port open
+        };
+        let user = match self.login(peer, &login.candidates).await {
+            Ok(user) => user,
+            Err(_) => return,
+        };
+        let mount = login.mount.unwrap_or_else(|| self.settings.mount.clone());
+        let Some(seat) = self.seat(peer, &user, &mount) else {
+            return;
+        };
+        if stream.write_all(handshake::ICY_OK).await.is_err() {
+            return self.leave(seat.id);
+        }
+        // The icy-* lines up to a blank line (libshout may have sent them with the password).
+        let deadline = tokio::time::Instant::now() + ICY_HEAD_TIMEOUT;
+        let mut block = Vec::new();
+        loop {
+            match Self::read_line(&mut stream, &mut buf, deadline).await {
+                Some(line) if line.is_empty() => break,
+                Some(line) if block.len() + line.len() < handshake::MAX_ICY_HEAD => {
+                    block.extend_from_slice(&line);
+                    block.push(b'\n');
+                }
+                _ => return self.leave(seat.id),
+            }
+        }
+        let (info, format) = match handshake::icy_headers(&String::from_utf8_lossy(&block)) {
+            Ok(parsed) => parsed,
+            Err(refused) => {
+                self.counted(refused.label());
+                tracing::info!(source = %peer, error = %refused, "ICY source refused");
+                return self.leave(seat.id);
+            }
+        };
+        let request = SourceRequest {
+            method: Method::Icy,
+            mount,
+            http11: false,
+            credentials: None,
+            format,
+            expect_continue: false,
+            body: Body::UntilClose,
+            info,
+        };
+        self.on_air(stream, peer, user, seat, request, buf.freeze())
+            .await;
+    }
+
+    /// The next line in `buf` (read from `stream` as needed, within `deadline` and 8 KiB in
+    /// all), without its line end; what follows stays in `buf`.
+    async fn read_line(
+        stream: &mut TcpStream,
+        buf: &mut BytesMut,
+        deadline: tokio::time::Instant,
+    ) -> Option<Vec<u8>> {
+        loop {
+            if let Some(at) = buf.iter().position(|&b| b == b'\n') {
+                let mut line = buf.split_to(at + 1).to_vec();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Some(line);
+            }
+            if buf.len() >= handshake::MAX_ICY_HEAD {
+                return None;
+            }
+            buf.reserve(1024);
+            match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// Checks a source's credentials; on a refusal, counts and logs it (and waits out the
+    /// delay of a failed login).
+    async fn login(&self, peer: SocketAddr, candidates: &[Credentials]) -> Result<String, Refusal> {
+        match self.auth.check(peer.ip(), candidates) {
+            Verdict::Granted { user } => Ok(user),
+            Verdict::Closed => {
+                self.counted("closed");
+                tracing::info!(source = %peer, "source refused: live input is off (no ONAIR_SOURCE_PASSWORD, no accounts file)");
+                Err(Refusal::Closed)
+            }
+            // libshout's first try goes without credentials, expecting a 401.
+            Verdict::Missing => Err(Refusal::Unauthorized),
+            Verdict::Failed { user, failures } => {
+                self.counted("auth");
+                tracing::warn!(source = %peer, user = user.as_deref().unwrap_or(""), failures, "source login failed");
+                tokio::time::sleep(FAILED_LOGIN_DELAY).await;
+                Err(Refusal::Unauthorized)
+            }
+            Verdict::Waiting { retry_after } => {
+                self.counted("auth");
+                Err(Refusal::Waiting(retry_after))
+            }
+        }
+    }
+
+    fn is_source_mount(&self, mount: &str) -> bool {
+        mount == self.settings.mount || self.mounts.iter().any(|m| m == mount)
+    }
+
+    /// The desk for `user` on `mount`, or `None` (counted and logged) when the mount takes no
+    /// sources or another source holds it.
+    fn seat(&self, peer: SocketAddr, user: &str, mount: &str) -> Option<Seat> {
+        if !self.is_source_mount(mount) {
+            self.counted("malformed");
+            tracing::info!(source = %peer, mount, live_mount = %self.settings.mount, "source sent to a mount this radio does not take sources on");
+            return None;
+        }
+        let seat = self.take_desk(user);
+        if seat.is_none() {
+            self.counted("busy");
+            tracing::info!(source = %peer, user, "source refused: another source is on air");
+        }
+        seat
+    }
+
+    /// The show, from the source's first audio byte to its last.
+    async fn on_air(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        user: String,
+        seat: Seat,
+        request: SourceRequest,
+        body: Bytes,
+    ) {
         let info = Arc::new(SessionInfo {
-            id,
+            id: seat.id,
             user,
             peer,
             method: request.method,
@@ -176,27 +328,20 @@ impl LiveDesk {
             title: Mutex::new(StreamTitle::new("")),
         });
         info.set_title(&format!("Live: {}", info.streamer()));
-        tracing::info!(source = %peer, user = %info.user, method = ?request.method, format = ?request.format,
+        tracing::info!(source = %peer, user = %info.user, protocol = request.method.label(), format = ?request.format,
             client = info.show.user_agent.as_deref().unwrap_or(""), "live source connected");
         self.metrics.live_connected.set(1);
         let end = self
-            .stream_in(
-                stream,
-                &request,
-                body,
-                Arc::clone(&info),
-                &last_input_ms,
-                stop,
-            )
+            .stream_in(stream, &request, body, Arc::clone(&info), &seat)
             .await;
         tracing::info!(source = %peer, user = %info.user, reason = ?end,
             seconds = info.connected_at.elapsed().as_secs(), "live source disconnected");
-        self.leave(id);
+        self.leave(seat.id);
     }
 
     /// Takes the desk for `user`: free, or held by the same user's session that has been
     /// silent for [`REPLACE_AFTER`] (which is told to stop).
-    fn take_desk(&self, user: &str) -> Option<(u64, Arc<AtomicU64>, CancellationToken)> {
+    fn take_desk(&self, user: &str) -> Option<Seat> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = current.as_ref() {
             let silent = self
@@ -221,7 +366,11 @@ impl LiveDesk {
             last_input_ms: Arc::clone(&last),
             stop: stop.clone(),
         });
-        Some((id, last, stop))
+        Some(Seat {
+            id,
+            last_input_ms: last,
+            stop,
+        })
     }
 
     /// Session `id` is over: the desk is free (unless another session took it meanwhile).
@@ -241,9 +390,9 @@ impl LiveDesk {
         request: &SourceRequest,
         first: Bytes,
         info: Arc<SessionInfo>,
-        last_input_ms: &AtomicU64,
-        stop: CancellationToken,
+        seat: &Seat,
     ) -> End {
+        let (last_input_ms, stop) = (&seat.last_input_ms, &seat.stop);
         let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
         let peer = info.peer;
         let probed = Arc::new(AtomicBool::new(false));
@@ -263,7 +412,11 @@ impl LiveDesk {
             return End::ReadError;
         }
         let mut body = BodyReader::new(request.body);
-        let probe_deadline = tokio::time::sleep(PROBE_TIMEOUT);
+        let probe_timeout = match request.format {
+            Format::Ogg => OGG_PROBE_TIMEOUT,
+            Format::Mp3 | Format::Aac => PROBE_TIMEOUT,
+        };
+        let probe_deadline = tokio::time::sleep(probe_timeout);
         tokio::pin!(probe_deadline);
         let mut data = body.feed(first);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -284,7 +437,7 @@ impl LiveDesk {
                 }
                 _ = &mut probe_deadline, if !probed.load(Ordering::Relaxed) => {
                     // Closing the channel ends the decoder's probe, which counts it.
-                    tracing::warn!(source = %peer, "live source sent no decodable audio within {PROBE_TIMEOUT:?}; closing");
+                    tracing::warn!(source = %peer, timeout = ?probe_timeout, "live source sent no decodable audio in time; closing");
                     return End::NotAudio;
                 }
                 r = tokio::time::timeout(self.settings.source_timeout, stream.read_buf(&mut buf)) => r,
@@ -395,6 +548,21 @@ impl std::io::Read for ChannelReader {
 }
 
 impl Decoder {
+    /// The title the tags give, if they give one, for the audio pushed next.
+    fn title_from(&self, tags: &TrackTags) {
+        if tags.title.is_none() {
+            return;
+        }
+        let title = crate::title::clean_title(&crate::audio::display_title(
+            tags.artist.as_deref(),
+            tags.title.as_deref(),
+            "",
+        ));
+        if !title.is_empty() {
+            self.feed.push_title(self.info.id, &title);
+        }
+    }
+
     fn run(self, rx: mpsc::Receiver<Bytes>) {
         let id = self.info.id;
         let feed = Arc::clone(&self.feed);
@@ -434,6 +602,8 @@ impl Decoder {
         tracing::info!(source = %self.info.peer, codec = %tags.codec, sample_rate = tags.sample_rate,
             channels = tags.channels, "live audio decodes");
         self.feed.begin(Arc::clone(&self.info));
+        // An Ogg stream's comments (or an MP3's ID3 head) name what plays first.
+        self.title_from(&tags);
         let mut reformat =
             Reformatter::new(self.audio.sample_rate, usize::from(self.audio.channels));
         let (mut pcm, mut station) = (Vec::new(), Vec::new());
@@ -455,6 +625,10 @@ impl Decoder {
             }
             if !more {
                 let _ = reformat.finish(&mut station);
+            }
+            if let Some(tags) = decoder.take_chain_tags() {
+                // A new Ogg chain: its comments carry the next song's title.
+                self.title_from(&tags);
             }
             let new_errors = decoder.errors() - errors;
             if new_errors > 0 {

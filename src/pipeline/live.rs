@@ -190,7 +190,8 @@ impl LiveInput {
         };
         let ch = self.channels;
         self.scratch.resize(block.len(), 0.0);
-        let got = self.feed.take(session.id, &mut self.scratch);
+        let before = session.title();
+        let (got, title_at) = self.feed.take(session.id, &mut self.scratch);
         let (left, total) = self.declick;
         for f in 0..got {
             let g = if f < left {
@@ -213,8 +214,20 @@ impl LiveInput {
             }
             *dry += (frames - got) as u64;
         }
-        let title = session.title();
         segments.clear();
+        let title = session.title();
+        if let Some(at) = title_at {
+            // The new title starts with its audio, not at the start of the block.
+            if at > 0 {
+                segments.push(Segment {
+                    end: at * ch,
+                    title: before,
+                    music: true,
+                });
+            }
+            tracing::info!(title = %title.text(), "live title");
+            self.on_air.set_title(Arc::clone(&title));
+        }
         segments.push(Segment {
             end: block.len(),
             title,

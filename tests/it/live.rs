@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -392,5 +393,257 @@ async fn the_source_protocol_is_answered_as_source_clients_expect() {
     let a = send(addr, &source_head(put, Some(&right), mpeg)).await;
     assert_eq!(a.status(), Some(429));
     assert!(a.header("retry-after").is_some());
+    server.shutdown().await.unwrap();
+}
+
+/// A listening socket on 127.0.0.1 whose next port is free too: Shoutcast clients connect to
+/// the port they are given plus one.
+fn listener_with_free_next_port() -> (tokio::net::TcpListener, u16) {
+    loop {
+        let listener = onair::http::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return (listener, port + 1);
+        }
+    }
+}
+
+/// Runs `program` for `seconds`, then stops it as a DJ closing their tool would (SIGINT).
+fn run_for(program: &str, args: &[String], seconds: u64, input: Option<&Path>) {
+    let mut command = std::process::Command::new(program);
+    command
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(file) = input {
+        command.stdin(std::fs::File::open(file).unwrap());
+    }
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("{program}: {e}"));
+    std::thread::sleep(Duration::from_secs(seconds));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libshout_liquidsoap_and_ffmpeg_go_on_air_in_every_protocol_and_format() {
+    for tool in ["ffmpeg", "shout", "liquidsoap"] {
+        require(tool);
+    }
+    let lib = library();
+    let (main, icy_port) = listener_with_free_next_port();
+    let extra = format!(
+        "[live]\nicy_port = {icy_port}\n[[mount]]\npath = \"/radio.mp3\"\nicy_metaint = 320\n"
+    );
+    let config = live_config(lib.path(), &extra, Some(PASSWORD));
+    let server = TestServer::start_on(config, main, onair::Options::default()).await;
+    server.wait_ready().await;
+    let port = server.addr.port();
+    // An MP3 for libshout, which sends a file at its bitrate.
+    let dir = tempfile::tempdir().unwrap();
+    let tone = dir.path().join("tone.mp3");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .args([
+            "sine=frequency=3150:sample_rate=44100",
+            "-t",
+            "30",
+            "-ac",
+            "2",
+        ])
+        .args(["-c:a", "libmp3lame", "-b:a", "128k"])
+        .arg(&tone)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // A chained Ogg Vorbis stream, as ices2 and ezstream send a playlist: two songs, two titles.
+    let chained = dir.path().join("chained.ogg");
+    let mut chain = Vec::new();
+    for song in ["Tone A", "Tone B"] {
+        let part = dir.path().join(format!("{song}.ogg"));
+        let made = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+            .args([
+                "sine=frequency=3150:sample_rate=44100",
+                "-t",
+                "3",
+                "-ac",
+                "2",
+            ])
+            .args(["-c:a", "libvorbis", "-metadata", &format!("title={song}")])
+            .args(["-metadata", "artist=The Band"])
+            .arg(&part)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        chain.extend(std::fs::read(&part).unwrap());
+    }
+    std::fs::write(&chained, chain).unwrap();
+
+    let mut listener = RawStream::get(server.addr, "/radio.mp3", "Icy-MetaData: 1\r\n").await;
+    let done = Arc::new(tokio::sync::Notify::new());
+    let reading = tokio::spawn({
+        let done = Arc::clone(&done);
+        async move {
+            let mut bytes = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = done.notified() => break,
+                    chunk = listener.read(16_000, Duration::from_secs(2)) => {
+                        if chunk.is_empty() {
+                            break;
+                        }
+                        bytes.extend(chunk);
+                    }
+                }
+            }
+            (bytes, listener.read(1, Duration::from_secs(2)).await.len())
+        }
+    });
+    let shout = |proto: &[&str]| {
+        let mut args: Vec<String> = ["--usage", "audio", "--format", "mp3", "-H", "127.0.0.1"]
+            .map(String::from)
+            .to_vec();
+        args.extend([
+            "-P".into(),
+            port.to_string(),
+            "--mount".into(),
+            "/live".into(),
+        ]);
+        args.extend(["--user", "source", "--pass", PASSWORD].map(String::from));
+        args.extend(proto.iter().map(|s| s.to_string()));
+        args
+    };
+    let shout_ogg: Vec<String> = shout(&[])
+        .into_iter()
+        .map(|a| if a == "mp3" { "ogg".into() } else { a })
+        .collect();
+    let ffmpeg = |codec: &[&str]| {
+        let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi"]
+            .map(String::from)
+            .to_vec();
+        args.extend(["-i", "sine=frequency=3150:sample_rate=48000", "-ac", "2"].map(String::from));
+        args.extend(codec.iter().map(|s| s.to_string()));
+        args.push(format!("icecast://source:{PASSWORD}@127.0.0.1:{port}/live"));
+        args
+    };
+    let liquidsoap = |options: &str| {
+        vec![format!(
+            "settings.init.allow_root.set(true) \
+             output.icecast(%mp3(bitrate=128), host=\"127.0.0.1\", port={port}, user=\"source\", \
+             password=\"{PASSWORD}\", mount=\"live\", {options} sine(3150.))"
+        )]
+    };
+    let clients: Vec<(&str, &str, Vec<String>, Option<&Path>)> = vec![
+        // libshout probes with OPTIONS and an unauthenticated PUT first, then logs in.
+        ("libshout, HTTP", "shout", shout(&[]), Some(&tone)),
+        (
+            "libshout, ICY",
+            "shout",
+            shout(&["--proto", "icy"]),
+            Some(&tone),
+        ),
+        ("libshout, Ogg chain", "shout", shout_ogg, Some(&chained)),
+        (
+            "ffmpeg, Ogg Vorbis",
+            "ffmpeg",
+            ffmpeg(&[
+                "-c:a",
+                "libvorbis",
+                "-content_type",
+                "audio/ogg",
+                "-f",
+                "ogg",
+            ]),
+            None,
+        ),
+        (
+            "ffmpeg, ADTS AAC",
+            "ffmpeg",
+            ffmpeg(&[
+                "-c:a",
+                "aac",
+                "-b:a",
+                "96k",
+                "-content_type",
+                "audio/aac",
+                "-f",
+                "adts",
+            ]),
+            None,
+        ),
+        (
+            "Liquidsoap, SOURCE",
+            "liquidsoap",
+            liquidsoap("method=\"source\","),
+            None,
+        ),
+        (
+            "Liquidsoap, PUT",
+            "liquidsoap",
+            liquidsoap("method=\"put\","),
+            None,
+        ),
+        (
+            "Liquidsoap, ICY",
+            "liquidsoap",
+            liquidsoap("protocol=\"icy\","),
+            None,
+        ),
+    ];
+    let eof = "onair_live_fallbacks_total{reason=\"eof\"}";
+    for (n, (name, program, args, input)) in clients.into_iter().enumerate() {
+        let input = input.map(Path::to_path_buf);
+        let program = program.to_string();
+        let session = tokio::task::spawn_blocking(move || {
+            run_for(&program, &args, 5, input.as_deref());
+        });
+        until(
+            Duration::from_secs(6),
+            &format!("{name}: on air"),
+            || async {
+                let on = server.metric("onair_live_takeover_seconds_count").await;
+                (on >= (n + 1) as f64).then_some(())
+            },
+        )
+        .await;
+        session.await.unwrap();
+        until(
+            Duration::from_secs(4),
+            &format!("{name}: AutoDJ back"),
+            || async { (server.metric(eof).await >= (n + 1) as f64).then_some(()) },
+        )
+        .await;
+        assert_eq!(server.metric("onair_live_connected").await, 0.0, "{name}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    done.notify_one();
+    assert_eq!(
+        server
+            .metric("onair_live_connects_total{result=\"auth\"}")
+            .await,
+        0.0
+    );
+    let (bytes, still_open) = reading.await.unwrap();
+    assert_eq!(
+        still_open, 1,
+        "the listener's stream went on through every show"
+    );
+    let split = icy::split(&bytes, 320);
+    let shows = split
+        .titles
+        .iter()
+        .filter(|t| t.title.starts_with("Live: "))
+        .count();
+    assert_eq!(shows, 7, "{:?}", split.titles);
+    let decoded = decode::decode(split.audio);
+    assert_eq!(decoded.decode_errors, 0);
+    let programme = Programme {
+        rate: decoded.sample_rate,
+        pcm: decoded.pcm,
+    };
+    let gaps = programme.gaps(-50.0, 0.25);
+    assert!(gaps.is_empty(), "silences in the capture: {gaps:?}");
     server.shutdown().await.unwrap();
 }

@@ -178,6 +178,15 @@ impl TestServer {
 
     pub async fn start_options(config: Config, options: onair::Options) -> TestServer {
         let listener = onair::http::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        TestServer::start_on(config, listener, options).await
+    }
+
+    /// [`TestServer::start_options`] on a listening socket the test bound.
+    pub async fn start_on(
+        config: Config,
+        listener: tokio::net::TcpListener,
+        options: onair::Options,
+    ) -> TestServer {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(onair::run_with(
