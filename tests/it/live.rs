@@ -408,8 +408,8 @@ fn listener_with_free_next_port() -> (tokio::net::TcpListener, u16) {
     }
 }
 
-/// Runs `program` for `seconds`, then stops it as a DJ closing their tool would (SIGINT).
-fn run_for(program: &str, args: &[String], seconds: u64, input: Option<&Path>) {
+/// Starts a DJ tool, its output to nowhere (`input` on its stdin).
+fn start_tool(program: &str, args: &[String], input: Option<&Path>) -> std::process::Child {
     let mut command = std::process::Command::new(program);
     command
         .args(args)
@@ -418,12 +418,15 @@ fn run_for(program: &str, args: &[String], seconds: u64, input: Option<&Path>) {
     if let Some(file) = input {
         command.stdin(std::fs::File::open(file).unwrap());
     }
-    let mut child = command.spawn().unwrap_or_else(|e| panic!("{program}: {e}"));
-    std::thread::sleep(Duration::from_secs(seconds));
+    command.spawn().unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+/// Stops a DJ tool as a DJ closing it would (SIGINT), and waits for it.
+async fn stop_tool(mut child: std::process::Child) {
     let _ = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
-    let _ = child.wait();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -594,13 +597,10 @@ async fn libshout_liquidsoap_and_ffmpeg_go_on_air_in_every_protocol_and_format()
     ];
     let eof = "onair_live_fallbacks_total{reason=\"eof\"}";
     for (n, (name, program, args, input)) in clients.into_iter().enumerate() {
-        let input = input.map(Path::to_path_buf);
-        let program = program.to_string();
-        let session = tokio::task::spawn_blocking(move || {
-            run_for(&program, &args, 5, input.as_deref());
-        });
+        let tool = start_tool(program, &args, input);
+        // Liquidsoap takes seconds to start on a busy machine: the show is timed from on air.
         until(
-            Duration::from_secs(6),
+            Duration::from_secs(20),
             &format!("{name}: on air"),
             || async {
                 let on = server.metric("onair_live_takeover_seconds_count").await;
@@ -608,7 +608,8 @@ async fn libshout_liquidsoap_and_ffmpeg_go_on_air_in_every_protocol_and_format()
             },
         )
         .await;
-        session.await.unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        stop_tool(tool).await;
         until(
             Duration::from_secs(4),
             &format!("{name}: AutoDJ back"),
