@@ -40,13 +40,15 @@ pub struct ListenerRequest {
 
 /// An admitted listener.
 pub struct Listener {
+    /// First, so it is dropped first: the listener is off the mount's count and list before
+    /// its socket closes, so whoever sees the stream end sees it gone too.
+    _slot: ListenerSlot,
     socket: TcpStream,
     pos: StreamPos,
     mount: Arc<Mount>,
     /// The mount's index in `Mounts`, which is the fan-out thread's window index.
     pub(super) mount_index: usize,
     access_log: Arc<AccessLog>,
-    _slot: ListenerSlot,
     kicked: Arc<AtomicBool>,
     peer: SocketAddr,
     request: ListenerRequest,
