@@ -96,6 +96,7 @@ pub struct Metrics {
     pub live_underruns: IntCounter,
     pub live_fallbacks: IntCounterVec,
     pub live_decode_errors: IntCounter,
+    pub live_metadata_updates: IntCounterVec,
 }
 
 /// Outcomes of a source's login (label `result` of `onair_live_connects_total`).
@@ -362,6 +363,13 @@ impl Metrics {
                 "onair_live_decode_errors_total",
                 "Damaged packets skipped in live audio"
             )),
+            live_metadata_updates: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_live_metadata_updates_total",
+                    "Titles of the live show, by where they came from (admin, admincgi, ogg)"
+                ),
+                &["via"]
+            )),
             accept_errors: reg!(IntCounterVec::new(
                 Opts::new(
                     "onair_accept_errors_total",
@@ -416,6 +424,9 @@ impl Metrics {
         }
         for reason in LIVE_FALLBACK_REASONS {
             m.live_fallbacks.with_label_values(&[reason]);
+        }
+        for via in ["admin", "admincgi", "ogg"] {
+            m.live_metadata_updates.with_label_values(&[via]);
         }
         for kind in ACCEPT_ERROR_KINDS {
             m.accept_errors.with_label_values(&[kind]);

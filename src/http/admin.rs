@@ -20,6 +20,7 @@ use super::admin_auth::{
 };
 use super::escape::xml as escape_xml;
 use super::status::{self, Detail};
+use crate::live::session::LiveDesk;
 use crate::station::{Mount, Station};
 use crate::title::clean_title;
 
@@ -47,6 +48,7 @@ pub fn handle<B>(
     req: &Request<B>,
     station: &Station,
     logins: &LoginThrottle,
+    live: &LiveDesk,
     host: &str,
     peer: SocketAddr,
 ) -> Answer {
@@ -56,6 +58,17 @@ pub fn handle<B>(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
     let reply = Reply { json: want_json };
+    let path = req.uri().path();
+    let params = query(req.uri().query().unwrap_or(""));
+    // The DJ on air sets their titles with their own source credentials, as Icecast lets a
+    // mount's source do (and whether or not the admin interface is open).
+    if is_metadata(path)
+        && !cross_site(req)
+        && let Some(answer) =
+            super::source_meta::admin_metadata(req, station, live, &params, peer, reply)
+    {
+        return answer;
+    }
     let Some(password) = station.config.server.admin_password.as_ref() else {
         return reply
             .plain(
@@ -64,7 +77,6 @@ pub fn handle<B>(
             )
             .into();
     };
-    let path = req.uri().path();
     // Before the credentials: a forged request must not even learn whether they were right.
     if changes_state(path) && cross_site(req) {
         let origin = req
@@ -124,7 +136,6 @@ pub fn handle<B>(
             return resp.into();
         }
     }
-    let params = query(req.uri().query().unwrap_or(""));
     let mount = || -> Result<&std::sync::Arc<Mount>, (StatusCode, &'static str)> {
         let path = params
             .get("mount")
@@ -149,7 +160,11 @@ pub fn handle<B>(
             }
         }),
         "/admin/metadata" | "/admin/metadata.xml" => {
-            mount().map(|_| metadata(station, &params, reply))
+            // The live mount too: DJ tools name it.
+            match params.get("mount") {
+                Some(m) if live.is_source_mount(m) => Ok(metadata(station, &params, reply)),
+                _ => mount().map(|_| metadata(station, &params, reply)),
+            }
         }
         "/admin/next" => mount().map(|_| {
             station.command(crate::station::Command::Skip);
@@ -169,18 +184,59 @@ fn unauthorized(reply: Reply) -> Response<Body> {
     resp
 }
 
-/// `a=b&c=d` as Icecast clients send it: percent-escapes, `+` for a space, invalid UTF-8
-/// replaced (form_urlencoded's rules).
-fn query(q: &str) -> HashMap<String, String> {
-    form_urlencoded::parse(q.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+/// `a=b&c=d` as Icecast clients send it: percent-escapes and `+` for a space, in the text
+/// encoding `charset=` names (`UTF-8` or `ISO-8859-1`); without it, UTF-8 when the bytes are
+/// valid UTF-8, else ISO-8859-1, which legacy DJ tools send.
+pub(super) fn query(q: &str) -> HashMap<String, String> {
+    let raw: Vec<(Vec<u8>, Vec<u8>)> = q
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decoded(k), percent_decoded(v))
+        })
+        .collect();
+    let charset = raw
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(b"charset"))
+        .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase());
+    let latin1 = |b: &[u8]| b.iter().map(|&c| char::from(c)).collect::<String>();
+    let text = |b: &[u8]| match charset.as_deref() {
+        Some("iso-8859-1" | "latin1" | "latin-1" | "iso8859-1") => latin1(b),
+        Some(_) => String::from_utf8_lossy(b).into_owned(),
+        None => std::str::from_utf8(b).map_or_else(|_| latin1(b), str::to_owned),
+    };
+    raw.iter().map(|(k, v)| (text(k), text(v))).collect()
 }
 
-fn metadata(station: &Station, params: &HashMap<String, String>, reply: Reply) -> Response<Body> {
-    if params.get("mode").map(String::as_str) != Some("updinfo") {
-        return reply.result(StatusCode::BAD_REQUEST, "mode=updinfo required", 0);
+/// `+` as a space and `%XX` as its byte; a `%` not followed by two hex digits stays as it is.
+fn percent_decoded(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |at: usize| b.get(at).and_then(|&c| char::from(c).to_digit(16));
+        match (b[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+            (b'+', _, _) => out.push(b' '),
+            (c, _, _) => out.push(c),
+        }
+        i += 1;
     }
+    out
+}
+
+/// `/admin/metadata` and `/admin.cgi` paths.
+fn is_metadata(path: &str) -> bool {
+    matches!(path, "/admin/metadata" | "/admin/metadata.xml")
+}
+
+/// The title an `updinfo` request sets: `song`, else `artist - title` (or either alone).
+pub(super) fn title_of(params: &HashMap<String, String>) -> Result<String, &'static str> {
     // Cleaned as the title will be, so a value of only control characters counts as missing.
     let non_empty = |k: &str| {
         params
@@ -188,22 +244,48 @@ fn metadata(station: &Station, params: &HashMap<String, String>, reply: Reply) -
             .map(|v| clean_title(v))
             .filter(|v| !v.is_empty())
     };
-    let title = match (non_empty("song"), non_empty("artist"), non_empty("title")) {
-        (Some(song), _, _) => song,
-        (None, Some(artist), Some(title)) => format!("{artist} - {title}"),
-        (None, None, Some(title)) => title,
-        (None, Some(artist), None) => artist,
-        (None, None, None) => {
-            return reply.result(
-                StatusCode::BAD_REQUEST,
-                "song, or artist and title, required",
-                0,
-            );
-        }
+    match (non_empty("song"), non_empty("artist"), non_empty("title")) {
+        (Some(song), _, _) => Ok(song),
+        (None, Some(artist), Some(title)) => Ok(format!("{artist} - {title}")),
+        (None, None, Some(title)) => Ok(title),
+        (None, Some(artist), None) => Ok(artist),
+        (None, None, None) => Err("song, or artist and title, required"),
+    }
+}
+
+fn metadata(station: &Station, params: &HashMap<String, String>, reply: Reply) -> Response<Body> {
+    if params.get("mode").map(String::as_str) != Some("updinfo") {
+        return reply.result(StatusCode::BAD_REQUEST, "mode=updinfo required", 0);
+    }
+    let title = match title_of(params) {
+        Ok(title) => title,
+        Err(why) => return reply.result(StatusCode::BAD_REQUEST, why, 0),
     };
     tracing::info!(title = ?title, "metadata update from the admin interface");
-    station.command(crate::station::Command::SetTitle(title));
+    // During a live show the title is the show's, and goes on air with the DJ's audio.
+    match station.live.session() {
+        Some(session) if station.on_air.now().live.is_some() => {
+            station.live.push_title(session.id, &title);
+            station
+                .metrics
+                .live_metadata_updates
+                .with_label_values(&["admin"])
+                .inc();
+        }
+        _ => station.command(crate::station::Command::SetTitle(title)),
+    }
     reply.result(StatusCode::OK, "Metadata update successful", 1)
+}
+
+/// Shoutcast's `/admin.cgi` (title updates from Shoutcast-mode DJ tools, on the main port).
+pub fn shoutcast<B>(
+    req: &Request<B>,
+    station: &Station,
+    live: &LiveDesk,
+    peer: SocketAddr,
+) -> Answer {
+    let params = query(req.uri().query().unwrap_or(""));
+    super::source_meta::admin_cgi(station, live, &params, peer, Reply { json: false })
 }
 
 fn stats(station: &Station, host: &str, reply: Reply) -> Response<Body> {
@@ -344,7 +426,7 @@ fn push_fields(x: &mut String, fields: &[(&str, Value)]) {
 
 /// The answer format the client asked for.
 #[derive(Clone, Copy)]
-struct Reply {
+pub(super) struct Reply {
     json: bool,
 }
 
@@ -368,7 +450,7 @@ impl Reply {
     }
 
     /// Icecast's `<iceresponse>` (or its JSON twin).
-    fn result(self, status: StatusCode, message: &str, ret: u8) -> Response<Body> {
+    pub(super) fn result(self, status: StatusCode, message: &str, ret: u8) -> Response<Body> {
         let body = if self.json {
             json!({ "message": message, "return": ret }).to_string()
         } else {
@@ -388,6 +470,15 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_strings_take_the_charset_they_name_or_else_guess() {
+        // Latin-1 bytes from a legacy tool, with and without charset=.
+        assert_eq!(query("song=Caf%E9")["song"], "Café");
+        assert_eq!(query("charset=ISO-8859-1&song=Caf%C3%A9")["song"], "CafÃ©");
+        assert_eq!(query("song=Caf%C3%A9&charset=UTF-8")["song"], "Café");
+        assert_eq!(query("charset=utf-8&song=Caf%E9")["song"], "Caf\u{FFFD}");
+    }
 
     #[test]
     fn query_strings_decode_like_icecast_clients_send_them() {

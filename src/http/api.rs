@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::dates::iso8601_utc;
-use crate::station::{Station, TrackInfo};
+use crate::station::{LiveShow, Station, TrackInfo};
 
 /// How often an event stream looks at the listener counts.
 const COUNT_INTERVAL: Duration = Duration::from_secs(1);
@@ -76,6 +76,7 @@ pub fn nowplaying(station: &Station, host: &str) -> Value {
         .collect();
     json!({
         "station": { "name": s.name, "description": s.description, "genre": s.genre, "url": s.url },
+        "live": live_json(now.live.as_ref()),
         "listeners": station.mounts.total_listeners(),
         "mounts": mounts,
         "now_playing": now_playing,
@@ -83,6 +84,18 @@ pub fn nowplaying(station: &Station, host: &str) -> Value {
         "history": history,
         "generated_at": SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     })
+}
+
+/// `live` in `/api/nowplaying` and the `live` event: whether a DJ is on air, who, since when.
+fn live_json(show: Option<&LiveShow>) -> Value {
+    match show {
+        Some(show) => json!({
+            "is_live": true,
+            "streamer": show.streamer,
+            "since": iso8601_utc(show.since),
+        }),
+        None => json!({ "is_live": false, "streamer": null, "since": null }),
+    }
 }
 
 fn listener_counts(station: &Station) -> Value {
@@ -109,6 +122,7 @@ pub fn events(station: &Arc<Station>, host: String) -> mpsc::Receiver<Bytes> {
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.reset();
         let mut last_counts = listener_counts(&station);
+        let mut last_live = station.on_air.now().live;
         titles.mark_unchanged();
         if tx
             .send(event("nowplaying", &nowplaying(&station, &host)))
@@ -124,6 +138,14 @@ pub fn events(station: &Arc<Station>, host: String) -> mpsc::Receiver<Bytes> {
                 changed = titles.changed() => {
                     if changed.is_err() {
                         return;
+                    }
+                    let live = station.on_air.now().live;
+                    if live != last_live {
+                        let msg = event("live", &live_json(live.as_ref()));
+                        if tx.send(msg).await.is_err() {
+                            return;
+                        }
+                        last_live = live;
                     }
                     event("nowplaying", &nowplaying(&station, &host))
                 }

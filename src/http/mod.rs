@@ -21,6 +21,7 @@ mod refuse;
 mod replay;
 pub mod request;
 mod routes;
+mod source_meta;
 mod stall;
 mod status;
 
@@ -451,7 +452,7 @@ impl Server {
             return plain(StatusCode::NOT_FOUND, "not found\n", None);
         }
         if !(req.method() == Method::GET && path == "/api/events") {
-            return routes::handle(req, &self.station, &self.admin_logins, peer).await;
+            return routes::handle(req, &self.station, &self.admin_logins, &self.live, peer).await;
         }
         let Ok(permit) = Arc::clone(&self.events).try_acquire_owned() else {
             self.rejected("max_event_subscribers");
@@ -468,7 +469,7 @@ impl Server {
             _permit: permit,
             gauge,
         };
-        routes::handle(req, &self.station, &self.admin_logins, peer)
+        routes::handle(req, &self.station, &self.admin_logins, &self.live, peer)
             .await
             .map(|body| match body {
                 Body::Events(rx) => Body::Subscribed(rx, subscription),

@@ -14,6 +14,7 @@ use super::admin_auth::LoginThrottle;
 use super::head::{CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, SERVER};
 use super::status;
 use super::{Body, admin, api};
+use crate::live::session::LiveDesk;
 use crate::station::Station;
 
 /// Answers one request from `peer`. A failed admin login is answered late; the wait is a
@@ -22,9 +23,10 @@ pub async fn handle(
     req: Request<hyper::body::Incoming>,
     station: &Arc<Station>,
     logins: &LoginThrottle,
+    live: &LiveDesk,
     peer: SocketAddr,
 ) -> Response<Body> {
-    let (resp, delay) = respond(req, station, logins, peer);
+    let (resp, delay) = respond(req, station, logins, live, peer);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -35,6 +37,7 @@ fn respond(
     req: Request<hyper::body::Incoming>,
     station: &Arc<Station>,
     logins: &LoginThrottle,
+    live: &LiveDesk,
     peer: SocketAddr,
 ) -> (Response<Body>, Duration) {
     let mut delay = Duration::ZERO;
@@ -52,7 +55,12 @@ fn respond(
                 no_store(json(status::icestats(station, host(&req))))
             }
             (&Method::GET, p) if p.starts_with("/admin/") => {
-                let answer = admin::handle(&req, station, logins, &host(&req), peer);
+                let answer = admin::handle(&req, station, logins, live, &host(&req), peer);
+                delay = answer.delay;
+                no_store(answer.response)
+            }
+            (&Method::GET, "/admin.cgi") => {
+                let answer = admin::shoutcast(&req, station, live, peer);
                 delay = answer.delay;
                 no_store(answer.response)
             }

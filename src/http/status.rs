@@ -85,12 +85,23 @@ pub fn source_fields(
         ("server_name", json!(s.name)),
         ("server_type", json!(m.content_type)),
         ("server_url", json!(s.url)),
+    ]);
+    // The DJ's source, as Icecast shows a mount's source to its admins.
+    let source = station.live.session().filter(|_| admin);
+    if let Some(session) = &source {
+        fields.push(("source_ip", json!(session.peer.ip().to_string())));
+    }
+    fields.extend([
         ("stream_start", json!(rfc822(m.started))),
         ("stream_start_iso8601", json!(iso8601(m.started))),
         ("title", json!(station.on_air.title().text())),
     ]);
     if admin {
         fields.push(("total_bytes_sent", json!(m.metrics.sent_bytes.get())));
+    }
+    if let Some(session) = &source {
+        let agent = session.show.user_agent.as_deref().unwrap_or("");
+        fields.push(("user_agent", json!(agent)));
     }
     fields
 }

@@ -220,7 +220,7 @@ pub fn parse(head: &[u8]) -> Result<Head, Refused> {
         method,
         mount,
         http11: version == 1,
-        credentials: header("authorization").and_then(|a| basic(&a)),
+        credentials: header("authorization").and_then(|a| basic_credentials(&a)),
         format,
         expect_continue: header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")),
         body,
@@ -240,7 +240,7 @@ pub fn format_of(content_type: &str) -> Option<Format> {
 }
 
 /// `Basic <base64 of user:password>`.
-fn basic(value: &str) -> Option<Credentials> {
+pub fn basic_credentials(value: &str) -> Option<Credentials> {
     let (scheme, b64) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;

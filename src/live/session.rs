@@ -92,6 +92,16 @@ impl Refusal {
     }
 }
 
+/// Why a title update from a source client was refused.
+pub enum OwnerRefusal {
+    /// No live show is connected.
+    NoShow,
+    /// Wrong credentials, or another DJ's: answered after `delay`.
+    Unauthorized { delay: Duration },
+    /// The address failed too many logins.
+    Waiting,
+}
+
 /// Time a Shoutcast source has for its password line, and again for its `icy-*` lines.
 const ICY_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -287,7 +297,39 @@ impl LiveDesk {
         }
     }
 
-    fn is_source_mount(&self, mount: &str) -> bool {
+    /// The live session whose DJ `candidates` log in as (a title update from their tool).
+    pub fn show_owner(
+        &self,
+        peer: SocketAddr,
+        candidates: &[Credentials],
+    ) -> Result<u64, OwnerRefusal> {
+        let Some(session) = self.feed.session() else {
+            return Err(OwnerRefusal::NoShow);
+        };
+        match self.auth.check(peer.ip(), candidates) {
+            Verdict::Granted { user } if user == session.user => Ok(session.id),
+            Verdict::Granted { user } => {
+                tracing::warn!(source = %peer, user, on_air = %session.user, "title update for another DJ's show refused");
+                Err(OwnerRefusal::Unauthorized {
+                    delay: Duration::ZERO,
+                })
+            }
+            Verdict::Failed { user, failures } => {
+                self.counted("auth");
+                tracing::warn!(source = %peer, user = user.as_deref().unwrap_or(""), failures, "title update with wrong source credentials");
+                Err(OwnerRefusal::Unauthorized {
+                    delay: FAILED_LOGIN_DELAY,
+                })
+            }
+            Verdict::Missing | Verdict::Closed => Err(OwnerRefusal::Unauthorized {
+                delay: Duration::ZERO,
+            }),
+            Verdict::Waiting { .. } => Err(OwnerRefusal::Waiting),
+        }
+    }
+
+    /// Whether sources may be sent to `mount` (the live mount, or a listener mount).
+    pub fn is_source_mount(&self, mount: &str) -> bool {
         mount == self.settings.mount || self.mounts.iter().any(|m| m == mount)
     }
 
@@ -629,6 +671,10 @@ impl Decoder {
             if let Some(tags) = decoder.take_chain_tags() {
                 // A new Ogg chain: its comments carry the next song's title.
                 self.title_from(&tags);
+                self.metrics
+                    .live_metadata_updates
+                    .with_label_values(&["ogg"])
+                    .inc();
             }
             let new_errors = decoder.errors() - errors;
             if new_errors > 0 {

@@ -5,12 +5,13 @@
 //! plays out what is buffered first.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::mixer::Segment;
 use crate::config::Live;
 use crate::live::feed::{LiveFeed, SessionInfo};
 use crate::metrics::Metrics;
-use crate::station::{OnAir, Station};
+use crate::station::{LiveShow, OnAir, Station};
 use crate::title::StreamTitle;
 
 /// What the mixer is to do at this block.
@@ -170,7 +171,11 @@ impl LiveInput {
     /// Tells what is on air that the show is (after the mixer has taken the AutoDJ's track off).
     pub fn announce(&self) {
         if let State::OnAir { session, .. } = &self.state {
-            self.set_title(session);
+            let show = LiveShow {
+                streamer: session.streamer().to_owned(),
+                since: SystemTime::now(),
+            };
+            self.on_air.go_live(session.title(), show);
         }
     }
 

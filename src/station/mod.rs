@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime};
 
 pub use health::{Health, LibraryState, READY_WINDOW};
 pub use mounts::{Client, ListenerSlot, Mount, Mounts, Refusal};
-pub use on_air::{HISTORY_LEN, NowPlaying, OnAir, Played, TrackInfo};
+pub use on_air::{HISTORY_LEN, LiveShow, NowPlaying, OnAir, Played, TrackInfo};
 
 use crate::config::Config;
 use crate::live::feed::LiveFeed;

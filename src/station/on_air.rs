@@ -30,13 +30,23 @@ pub struct Played {
     pub started: SystemTime,
 }
 
+/// A live show on air.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveShow {
+    /// The DJ's name as listeners see it.
+    pub streamer: String,
+    pub since: SystemTime,
+}
+
 /// What is on air.
 #[derive(Debug, Clone)]
 pub struct NowPlaying {
     /// The title listeners see (the track's, or one set by an operator), with its ICY block.
     pub title: Arc<StreamTitle>,
-    /// The track playing; `None` while the radio plays filler silence.
+    /// The track playing; `None` while the radio plays filler silence or a live show.
     pub track: Option<TrackInfo>,
+    /// The live show on air, if one is.
+    pub live: Option<LiveShow>,
     pub started: SystemTime,
     pub started_at: Instant,
 }
@@ -47,6 +57,7 @@ impl NowPlaying {
         NowPlaying {
             title: StreamTitle::new(""),
             track: None,
+            live: None,
             started: SystemTime::now(),
             started_at: Instant::now(),
         }
@@ -124,6 +135,7 @@ impl OnAir {
                 NowPlaying {
                     title,
                     track: Some(track),
+                    live: None,
                     started: SystemTime::now()
                         .checked_sub(offset)
                         .unwrap_or_else(SystemTime::now),
@@ -145,6 +157,26 @@ impl OnAir {
         }
         self.now_playing.send_modify(|now| {
             let previous = std::mem::replace(now, NowPlaying::nothing());
+            if let Some(track) = previous.track {
+                self.push_history(track, previous.started);
+            }
+        });
+    }
+
+    /// A live show goes on air (after the mixer took the AutoDJ's track off): what is on air
+    /// is the show, under `title`, until a track begins again.
+    pub fn go_live(&self, title: Arc<StreamTitle>, show: LiveShow) {
+        self.now_playing.send_modify(|now| {
+            let previous = std::mem::replace(
+                now,
+                NowPlaying {
+                    title,
+                    track: None,
+                    live: Some(show),
+                    started: SystemTime::now(),
+                    started_at: Instant::now(),
+                },
+            );
             if let Some(track) = previous.track {
                 self.push_history(track, previous.started);
             }
@@ -217,6 +249,28 @@ mod tests {
         assert_eq!(on_air.playing_key(), None);
         assert_eq!(on_air.history().len(), 2);
         assert_eq!(on_air.title().text(), "");
+    }
+
+    #[test]
+    fn a_live_show_is_on_air_until_a_track_begins() {
+        let on_air = OnAir::new();
+        on_air.begin_track(StreamTitle::new("A"), track("a"), Duration::ZERO);
+        let show = LiveShow {
+            streamer: "alice".into(),
+            since: SystemTime::now(),
+        };
+        on_air.go_live(StreamTitle::new("Live: alice"), show.clone());
+        let now = on_air.now();
+        assert_eq!((now.live, now.track), (Some(show), None));
+        assert_eq!(
+            on_air.history().len(),
+            1,
+            "the interrupted track is in the history"
+        );
+        on_air.set_title(StreamTitle::new("alice - Song"));
+        assert!(on_air.now().live.is_some(), "a title change keeps the show");
+        on_air.begin_track(StreamTitle::new("B"), track("b"), Duration::ZERO);
+        assert_eq!(on_air.now().live, None);
     }
 
     #[test]

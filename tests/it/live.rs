@@ -344,6 +344,83 @@ async fn the_source_protocol_is_answered_as_source_clients_expect() {
     let a = send(addr, &source_head(put, Some(&right), mpeg)).await;
     assert_eq!(a.status(), Some(403));
     assert!(String::from_utf8_lossy(&a.bytes).contains("Mountpoint in use"));
+    let (_, now) = crate::support::get_text(server.url("/api/nowplaying")).await;
+    let now: serde_json::Value = serde_json::from_str(&now).unwrap();
+    assert_eq!(now["live"]["is_live"], true, "{now}");
+    assert_eq!(now["live"]["streamer"], "Night Shift");
+
+    // The DJ's tool sets titles with its source credentials, Icecast's way and Shoutcast's; a
+    // title goes on air with the audio sent after it, not ahead of the buffered audio.
+    let get = |target: &str, credentials: Option<&str>| {
+        let auth = credentials
+            .map(|c| format!("Authorization: Basic {}\r\n", basic(c)))
+            .unwrap_or_default();
+        format!("GET {target} HTTP/1.0\r\nHost: test\r\n{auth}\r\n")
+    };
+    let status_title = || async {
+        let (_, text) = crate::support::get_text(server.url("/status-json.xsl")).await;
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        json["icestats"]["source"]["title"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    for (target, credentials, title) in [
+        (
+            "/admin/metadata?mode=updinfo&mount=/live&song=Artist+-+First",
+            Some(right.as_str()),
+            "Artist - First",
+        ),
+        (
+            &*format!(
+                "/admin/metadata?mode=updinfo&mount=%2flive&pass={PASSWORD}&charset=UTF-8&artist=Zo%C3%AB&title=Second"
+            ),
+            None,
+            "Zoë - Second",
+        ),
+        (
+            &*format!("/admin.cgi?pass={PASSWORD}&mode=updinfo&song=Caf%E9+Third"),
+            None,
+            "Café Third",
+        ),
+    ] {
+        // The DJ keeps sending meanwhile: the pre-roll's worth of audio is always buffered.
+        let playing = tokio::spawn(async move {
+            dj.play(1.2).await.unwrap();
+            dj
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let a = send(addr, &get(target, credentials)).await;
+        assert_eq!(
+            a.status(),
+            Some(200),
+            "{target}: {}",
+            String::from_utf8_lossy(&a.bytes)
+        );
+        assert!(String::from_utf8_lossy(&a.bytes).contains("<return>1</return>"));
+        assert_ne!(
+            status_title().await,
+            title,
+            "{target}: on air ahead of its audio"
+        );
+        dj = playing.await.unwrap();
+        assert_eq!(status_title().await, title, "{target}");
+    }
+    let wrong = get("/admin.cgi?pass=nope&mode=updinfo&song=X", None);
+    assert_eq!(send(addr, &wrong).await.status(), Some(401));
+    dj.play(0.3).await.unwrap();
+    assert_eq!(
+        server
+            .metric("onair_live_metadata_updates_total{via=\"admin\"}")
+            .await,
+        2.0
+    );
+    assert_eq!(
+        server
+            .metric("onair_live_metadata_updates_total{via=\"admincgi\"}")
+            .await,
+        1.0
+    );
     // A 0.5 s stall is within the grace: the show stays on air.
     tokio::time::sleep(Duration::from_millis(500)).await;
     dj.play(1.0).await.unwrap();
