@@ -227,6 +227,19 @@ struct Stream {
     duration: Option<Duration>,
 }
 
+impl Stream {
+    /// What the stream itself says; the container's tags are read on top.
+    fn tags(&self) -> TrackTags {
+        TrackTags {
+            codec: self.codec_name.clone(),
+            sample_rate: self.sample_rate,
+            channels: self.channels,
+            duration: self.duration,
+            ..TrackTags::default()
+        }
+    }
+}
+
 /// Prepares a decoder for the first audio stream of `format` (at its start, or after a new Ogg
 /// chain began), refusing parameters outside what a radio plays.
 fn open_stream(format: &dyn FormatReader) -> Result<Stream, DecodeError> {
@@ -338,32 +351,17 @@ impl TrackDecoder {
                 SymError::Unsupported(_) => DecodeError::NotAudio,
                 other => classify(other),
             })?;
-        let Stream {
-            codec,
-            codec_name,
-            track_id,
-            time_base,
-            sample_rate,
-            channels,
-            duration,
-        } = open_stream(&*format)?;
-
-        let mut tags = TrackTags {
-            codec: codec_name,
-            sample_rate,
-            channels,
-            duration,
-            ..TrackTags::default()
-        };
-        read_tags(&mut *format, track_id, &mut tags);
+        let stream = open_stream(&*format)?;
+        let mut tags = stream.tags();
+        read_tags(&mut *format, stream.track_id, &mut tags);
 
         let decoder = TrackDecoder {
             format,
-            codec,
-            track_id,
-            time_base,
-            sample_rate,
-            channels,
+            codec: stream.codec,
+            track_id: stream.track_id,
+            time_base: stream.time_base,
+            sample_rate: stream.sample_rate,
+            channels: stream.channels,
             discard: 0,
             errors: 0,
             errors_in_row: 0,
@@ -428,12 +426,7 @@ impl TrackDecoder {
     /// Switches to the stream of a new Ogg chain, keeping its tags for [`Self::take_chain_tags`].
     fn next_chain(&mut self) -> Result<(), DecodeError> {
         let stream = open_stream(&*self.format)?;
-        let mut tags = TrackTags {
-            codec: stream.codec_name.clone(),
-            sample_rate: stream.sample_rate,
-            channels: stream.channels,
-            ..TrackTags::default()
-        };
+        let mut tags = stream.tags();
         read_latest_tags(&mut *self.format, stream.track_id, &mut tags);
         self.codec = stream.codec;
         self.track_id = stream.track_id;

@@ -220,23 +220,32 @@ impl Server {
         })
     }
 
-    /// Accepts connections on `listener` until cancelled.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, port: Port) {
-        let metrics = &self.station.metrics;
-        let mut errors = accept::AcceptErrors::default();
+    /// The next connection on `listener`, or `None` once cancelled. A failed `accept()` is
+    /// counted, and one that means the process is out of something pauses before the next.
+    async fn accept(
+        &self,
+        listener: &TcpListener,
+        errors: &mut accept::AcceptErrors,
+    ) -> Option<(TcpStream, SocketAddr)> {
         loop {
-            let (stream, peer) = tokio::select! {
-                _ = self.cancel.cancelled() => break,
+            tokio::select! {
+                _ = self.cancel.cancelled() => return None,
                 accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
+                    Ok(a) => return Some(a),
                     Err(e) => {
-                        if let Some(pause) = errors.failed(&e, metrics) {
+                        if let Some(pause) = errors.failed(&e, &self.station.metrics) {
                             tokio::time::sleep(pause).await;
                         }
-                        continue;
                     }
                 },
-            };
+            }
+        }
+    }
+
+    /// Accepts connections on `listener` until cancelled.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, port: Port) {
+        let mut errors = accept::AcceptErrors::default();
+        while let Some((stream, peer)) = self.accept(&listener, &mut errors).await {
             let _ = stream.set_nodelay(true);
             let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
             let Some(slot) = self.gate.enter() else {
@@ -255,21 +264,8 @@ impl Server {
 
     /// Accepts Shoutcast v1 sources on `listener` until cancelled (`[live] icy_port`).
     pub async fn serve_icy(self: Arc<Self>, listener: TcpListener) {
-        let metrics = &self.station.metrics;
         let mut errors = accept::AcceptErrors::default();
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = self.cancel.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        if let Some(pause) = errors.failed(&e, metrics) {
-                            tokio::time::sleep(pause).await;
-                        }
-                        continue;
-                    }
-                },
-            };
+        while let Some((stream, peer)) = self.accept(&listener, &mut errors).await {
             // A login in progress holds a connection slot like any request head.
             let Some(slot) = self.gate.enter() else {
                 self.rejected("max_connections");
