@@ -164,10 +164,17 @@ pub async fn run_with(
     );
     let fanout = Fanout::start(Arc::clone(&station.mounts), watchdog.clone())
         .context("starting the fan-out thread")?;
+    let recorder = crate::live::record::Recorder::open(
+        &config,
+        station.metrics.clone(),
+        tasks.clone(),
+        cancel.clone(),
+    )?;
     let http = crate::http::Server::new(
         Arc::clone(&station),
         fanout.handle(),
         Arc::clone(&access_log),
+        recorder,
         cancel.clone(),
         tasks.clone(),
     );

@@ -97,6 +97,9 @@ pub struct Metrics {
     pub live_fallbacks: IntCounterVec,
     pub live_decode_errors: IntCounter,
     pub live_metadata_updates: IntCounterVec,
+    pub live_recordings: IntCounterVec,
+    pub live_recorded_bytes: IntCounter,
+    pub live_recording_dropped_bytes: IntCounter,
 }
 
 /// Outcomes of a source's login (label `result` of `onair_live_connects_total`).
@@ -104,6 +107,8 @@ pub const LIVE_CONNECT_RESULTS: [&str; 7] =
     ["ok", "auth", "busy", "type", "probe", "malformed", "closed"];
 /// Why the AutoDJ came back (label `reason` of `onair_live_fallbacks_total`).
 pub const LIVE_FALLBACK_REASONS: [&str; 3] = ["underrun", "timeout", "eof"];
+/// How a show recording ended (label `result` of `onair_live_recordings_total`).
+pub const LIVE_RECORDING_RESULTS: [&str; 4] = ["saved", "partial", "failed", "empty"];
 
 /// Results of a track analysis (label `result` of `onair_analysis_total`).
 pub const ANALYSIS_RESULTS: [&str; 3] = ["ok", "error", "cached"];
@@ -370,6 +375,21 @@ impl Metrics {
                 ),
                 &["via"]
             )),
+            live_recordings: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_live_recordings_total",
+                    "Show recordings closed, by result (saved; partial: kept up to a storage failure; failed: nothing kept; empty: no audio came)"
+                ),
+                &["result"]
+            )),
+            live_recorded_bytes: reg!(IntCounter::new(
+                "onair_live_recorded_bytes_total",
+                "Bytes of live shows written to recordings"
+            )),
+            live_recording_dropped_bytes: reg!(IntCounter::new(
+                "onair_live_recording_dropped_bytes_total",
+                "Bytes of live shows left out of their recording because storage fell behind or failed"
+            )),
             accept_errors: reg!(IntCounterVec::new(
                 Opts::new(
                     "onair_accept_errors_total",
@@ -427,6 +447,9 @@ impl Metrics {
         }
         for via in ["admin", "admincgi", "ogg"] {
             m.live_metadata_updates.with_label_values(&[via]);
+        }
+        for result in LIVE_RECORDING_RESULTS {
+            m.live_recordings.with_label_values(&[result]);
         }
         for kind in ACCEPT_ERROR_KINDS {
             m.accept_errors.with_label_values(&[kind]);

@@ -65,6 +65,10 @@ impl LocalCatalog {
                     continue;
                 };
                 if meta.is_dir() {
+                    // Live shows recorded into the library are not AutoDJ tracks.
+                    if dir.as_path() == root && name == super::RECORDINGS_DIR {
+                        continue;
+                    }
                     if seen.insert((meta.dev(), meta.ino())) {
                         dirs.push(entry.path());
                     }
@@ -254,6 +258,8 @@ mod tests {
         std::fs::write(dir.path().join("1.flac"), b"xy").unwrap();
         std::fs::write(dir.path().join("notes.txt"), b"no").unwrap();
         std::fs::write(dir.path().join(".onair/state/p.mp3"), b"no").unwrap();
+        std::fs::create_dir_all(dir.path().join("recordings")).unwrap();
+        std::fs::write(dir.path().join("recordings/show.mp3"), b"show").unwrap();
         let cat = LocalCatalog::new(dir.path().to_path_buf(), None);
         let list = cat.list().await.unwrap();
         let keys: Vec<&str> = list.iter().map(|t| &*t.key).collect();

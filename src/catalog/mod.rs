@@ -361,6 +361,16 @@ pub(crate) fn is_ignored_name(name: &str) -> bool {
 /// Where state objects live, relative to the library root or prefix: hidden, so listings
 /// never take them for tracks.
 pub(crate) const STATE_DIR: &str = ".onair/state/";
+/// Where live shows are recorded, relative to the library root or prefix (a top-level folder).
+/// It is not hidden, so operators find the shows, but it is never listed as tracks.
+pub const RECORDINGS_DIR: &str = "recordings";
+
+/// Whether `key` (relative to the library root or prefix) is a show recording.
+pub(crate) fn is_recording(key: &str) -> bool {
+    key.strip_prefix(RECORDINGS_DIR)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Where a local folder keeps sidecars (relative to its root; hidden likewise).
 pub(crate) const SIDECAR_DIR: &str = ".onair/analysis/";
 
@@ -401,5 +411,13 @@ mod tests {
         assert!(!is_ignored_name("94-flac-named.mp3"));
         assert!(!is_ignored_name("track"));
         assert!(!is_ignored_name("a.weird-extension"));
+    }
+
+    #[test]
+    fn only_the_top_level_recordings_folder_holds_recordings() {
+        assert!(is_recording("recordings/2026-12-02T10-00-00Z-dj.mp3"));
+        assert!(!is_recording("recordings-2026.mp3"));
+        assert!(!is_recording("albums/recordings/a.mp3"));
+        assert!(!is_recording("recordings"));
     }
 }

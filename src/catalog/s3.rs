@@ -185,8 +185,13 @@ impl ObjectStore for S3Catalog {
                     continue;
                 };
                 // "Folder" placeholders, hidden and obviously non-audio names (in any segment,
-                // as the local folder skips hidden directories) are left out.
-                if rel.is_empty() || rel.ends_with('/') || rel.split('/').any(is_ignored_name) {
+                // as the local folder skips hidden directories) and show recordings are left
+                // out.
+                if rel.is_empty()
+                    || rel.ends_with('/')
+                    || rel.split('/').any(is_ignored_name)
+                    || super::is_recording(rel)
+                {
                     continue;
                 }
                 found.push(TrackRef {
@@ -293,6 +298,154 @@ impl ObjectStore for S3Catalog {
 
 /// State objects are a few KiB; anything far larger is not ours.
 const STATE_MAX_BYTES: usize = 4 << 20;
+
+/// The smallest part S3 takes, but for the last one.
+pub const MIN_PART_BYTES: usize = 5 << 20;
+/// How long one part has to upload: far longer than the stall timeout meant for reads, which
+/// a 5 MiB body over a slow link would trip.
+const PART_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// An object written piece by piece (a multipart upload): nothing is visible under its key
+/// until [`Upload::complete`], and an upload given up is aborted so no parts stay billed.
+pub struct Upload {
+    client: Client,
+    bucket: Arc<str>,
+    key: String,
+    id: String,
+    parts: Vec<aws_sdk_s3::types::CompletedPart>,
+    bytes: u64,
+}
+
+impl S3Catalog {
+    /// Starts writing the object `name` (relative to the library's prefix).
+    pub async fn start_upload(
+        &self,
+        name: &str,
+        content_type: &str,
+    ) -> Result<Upload, CatalogError> {
+        let key = self.object_key(name);
+        let what = || format!("CreateMultipartUpload {}/{key}", self.bucket);
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&*self.bucket)
+            .key(&key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| object_failed(&e, name, &what()))?;
+        let id = created
+            .upload_id()
+            .ok_or_else(|| {
+                CatalogError::unavailable(
+                    StorageErrorKind::Response,
+                    format!("{}: no upload id", what()),
+                )
+            })?
+            .to_owned();
+        Ok(Upload {
+            client: self.client.clone(),
+            bucket: Arc::clone(&self.bucket),
+            key,
+            id,
+            parts: Vec::new(),
+            bytes: 0,
+        })
+    }
+}
+
+impl Upload {
+    /// Uploads the next part: at least [`MIN_PART_BYTES`], but for the last.
+    pub async fn part(&mut self, data: Bytes) -> Result<(), CatalogError> {
+        let number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
+        let len = data.len() as u64;
+        let timeouts = TimeoutConfig::builder()
+            .operation_attempt_timeout(PART_TIMEOUT)
+            .operation_timeout(PART_TIMEOUT * 2)
+            .build();
+        let uploaded = self
+            .client
+            .upload_part()
+            .bucket(&*self.bucket)
+            .key(&self.key)
+            .upload_id(&self.id)
+            .part_number(number)
+            .body(ByteStream::from(data))
+            .customize()
+            .config_override(aws_sdk_s3::config::Builder::new().timeout_config(timeouts))
+            .send()
+            .await
+            .map_err(|e| {
+                object_failed(
+                    &e,
+                    &self.key,
+                    &format!("UploadPart {number} of {}/{}", self.bucket, self.key),
+                )
+            })?;
+        self.parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(uploaded.e_tag().map(str::to_owned))
+                .build(),
+        );
+        self.bytes += len;
+        Ok(())
+    }
+
+    /// Bytes in the parts uploaded so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The object's key in the bucket.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Makes the object of the parts uploaded so far; with none, aborts instead (S3 makes no
+    /// object of zero parts) and says `false`.
+    pub async fn complete(self) -> Result<bool, CatalogError> {
+        if self.parts.is_empty() {
+            self.abort().await;
+            return Ok(false);
+        }
+        let parts = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+            .set_parts(Some(self.parts.clone()))
+            .build();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&*self.bucket)
+            .key(&self.key)
+            .upload_id(&self.id)
+            .multipart_upload(parts)
+            .send()
+            .await
+            .map_err(|e| {
+                object_failed(
+                    &e,
+                    &self.key,
+                    &format!("CompleteMultipartUpload {}/{}", self.bucket, self.key),
+                )
+            })?;
+        Ok(true)
+    }
+
+    /// Gives the upload up, dropping its parts (best effort: the bucket's lifecycle rule for
+    /// incomplete uploads is the backstop).
+    pub async fn abort(self) {
+        if let Err(e) = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&*self.bucket)
+            .key(&self.key)
+            .upload_id(&self.id)
+            .send()
+            .await
+        {
+            tracing::warn!(key = %self.key, error = %innermost(&e), "cannot abort a multipart upload");
+        }
+    }
+}
 
 /// A GetObject body read piece by piece, each piece within the stall timeout.
 pub struct S3Body {

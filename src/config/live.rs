@@ -28,6 +28,8 @@ pub struct Live {
     pub source_timeout: Duration,
     /// What the AutoDJ plays when the show ends.
     pub after: After,
+    /// Each show's bytes, as sent, are kept under `recordings/` in the library's storage.
+    pub record: bool,
 }
 
 /// What follows a live show.
@@ -50,6 +52,7 @@ pub(super) struct RawLive {
     underrun_grace: String,
     source_timeout: String,
     after: String,
+    record: bool,
 }
 
 impl Default for RawLive {
@@ -63,6 +66,7 @@ impl Default for RawLive {
             underrun_grace: "3s".into(),
             source_timeout: "10s".into(),
             after: "next".into(),
+            record: false,
         }
     }
 }
@@ -207,6 +211,7 @@ impl RawLive {
             icy_listen,
             accounts_file,
             after,
+            record: self.record,
         }
     }
 }

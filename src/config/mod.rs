@@ -248,6 +248,9 @@ pub struct MountConfig {
     /// Listeners from one IP address at once on this mount; `None` = no limit.
     pub max_listeners_per_ip: Option<usize>,
     pub icy_metaint: usize,
+    /// How often a listener that keeps up is written to: fewer, larger writes cost less CPU per
+    /// listener; shorter ones bring a live DJ closer to the listeners' sockets.
+    pub write_interval: Duration,
 }
 
 impl MountConfig {
@@ -682,6 +685,27 @@ mod tests {
         assert_eq!(c.mounts[0].burst, Amount::Bytes(65536));
         assert_eq!(c.mounts[0].queue, Amount::Bytes(1_048_576));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn a_mounts_write_interval_is_checked() {
+        let c = parse("[[mount]]\npath = \"/a\"\n", Secrets::default()).unwrap();
+        assert_eq!(c.mounts[0].write_interval, Duration::from_millis(750));
+        let c = parse(
+            "[[mount]]\npath = \"/a\"\nwrite_interval = \"200ms\"\n",
+            Secrets::default(),
+        )
+        .unwrap();
+        assert_eq!(c.mounts[0].write_interval, Duration::from_millis(200));
+        for bad in ["10ms", "5s", "soon"] {
+            let errors = invalid(&format!(
+                "[[mount]]\npath = \"/a\"\nwrite_interval = \"{bad}\"\n"
+            ));
+            assert!(
+                errors.iter().any(|e| e.contains("write_interval")),
+                "{bad}: {errors:?}"
+            );
+        }
     }
 
     #[test]

@@ -161,6 +161,8 @@ struct RawMount {
     icy_metaint: usize,
     #[serde(default)]
     max_listeners_per_ip: Option<usize>,
+    #[serde(default = "default_write_interval")]
+    write_interval: String,
 }
 
 fn default_codec() -> String {
@@ -174,6 +176,9 @@ fn default_burst() -> RawAmount {
 }
 fn default_queue() -> RawAmount {
     RawAmount::Text("10s".into())
+}
+fn default_write_interval() -> String {
+    "750ms".into()
 }
 fn default_max_listeners() -> usize {
     20_000
@@ -450,6 +455,25 @@ impl RawMount {
                 self.icy_metaint
             ));
         }
+        let write_interval = match super::units::parse_duration(&self.write_interval) {
+            Ok(d) if d >= Duration::from_millis(50) && d <= Duration::from_secs(2) => d,
+            Ok(_) => {
+                errors.push(format!(
+                    "{} = {:?}: expected 50ms to 2s",
+                    field("write_interval"),
+                    self.write_interval
+                ));
+                Duration::ZERO
+            }
+            Err(e) => {
+                errors.push(format!(
+                    "{} = {:?}: {e}",
+                    field("write_interval"),
+                    self.write_interval
+                ));
+                Duration::ZERO
+            }
+        };
         match (burst, queue) {
             (Some(burst), Some(queue)) if errors.len() == before => Some(MountConfig {
                 path: self.path,
@@ -460,6 +484,7 @@ impl RawMount {
                 max_listeners: self.max_listeners,
                 max_listeners_per_ip: self.max_listeners_per_ip,
                 icy_metaint: self.icy_metaint,
+                write_interval,
             }),
             _ => None,
         }

@@ -1,10 +1,11 @@
 //! One admitted listener after its request was read: its socket, its place in the stream, its
 //! listener slot, and the accounting done when it ends (metrics, log line, access log).
 //!
-//! A listener is written in batches: at most once per [`WRITE_INTERVAL`] unless it has fallen a
-//! second or more behind, so that each socket sees about two `writev` calls per second. The
-//! number of writes, not their size, is what a listener costs (on loopback a send costs about the
-//! same at 1.6 KB as at 8 KB).
+//! A listener is written in batches: at most once per its mount's `write_interval` (750 ms by
+//! default: players hold seconds of audio, so the batching is inaudible, and it is several
+//! times fewer writes than one per publish) unless it has fallen a second or more behind. The
+//! number of writes, not their size, is what a listener costs (on loopback a send costs about
+//! the same at 1.6 KB as at 8 KB).
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -18,9 +19,6 @@ use crate::metrics::Disconnect;
 use crate::ring::Window;
 use crate::station::{ListenerSlot, Mount};
 
-/// How often a listener that keeps up is written to. Players hold seconds of audio, so half a
-/// second of batching is inaudible, and it is five times fewer writes than one per publish.
-pub const WRITE_INTERVAL: Duration = Duration::from_millis(750);
 /// A listener this many frames behind (about a second) is written at once, interval or not:
 /// a new listener catching up on its burst, or any listener when the pipeline runs unpaced.
 const EAGER_FRAMES: u64 = 38;
@@ -82,7 +80,8 @@ impl Listener {
     ) -> Listener {
         // Spread listeners over the interval so each fan-out turn writes to a fifth of them,
         // even when thousands arrive at the same instant.
-        let phase = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) % WRITE_INTERVAL.as_millis() as u64;
+        let interval = mount.config.write_interval;
+        let phase = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) % interval.as_millis().max(1) as u64;
         Listener {
             socket,
             pos,
@@ -119,7 +118,7 @@ impl Listener {
         if !due {
             return None;
         }
-        self.next_write = now + WRITE_INTERVAL;
+        self.next_write = now + self.mount.config.write_interval;
         let result = self.pos.write_to(&mut self.socket, window, WRITES_PER_TURN);
         if !self.first_byte && self.pos.sent() > 0 {
             self.first_byte = true;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
 
-pub use listener::{Listener, ListenerRequest, WRITE_INTERVAL};
+pub use listener::{Listener, ListenerRequest};
 
 use crate::metrics::Disconnect;
 use crate::ring::Window;

@@ -188,6 +188,7 @@ impl Server {
         station: Arc<Station>,
         fanout: FanoutHandle,
         access_log: Arc<AccessLog>,
+        recorder: Option<Arc<crate::live::record::Recorder>>,
         cancel: CancellationToken,
         tasks: TaskTracker,
     ) -> Arc<Server> {
@@ -212,6 +213,7 @@ impl Server {
                 config,
                 Arc::clone(&station.live),
                 station.metrics.clone(),
+                recorder,
                 cancel.child_token(),
             )),
             station,

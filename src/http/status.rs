@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Audio, MountConfig};
 use crate::dates::{iso8601, rfc822};
+use crate::live::handshake::ShowInfo;
 use crate::station::{Mount, Station};
 
 /// The whole `{"icestats": …}` document. `host` is the Host header the client used.
@@ -66,29 +67,46 @@ pub fn source_fields(
     let audio = station.config.audio;
     let c = &m.config;
     let admin = detail == Detail::Admin;
+    let live = station.live.session();
+    // While a show is on, the mount says what the DJ's tool sent (its `ice-*` headers), as
+    // Icecast does for the mount a source feeds; the station's own where it sent nothing.
+    let show = |sent: fn(&ShowInfo) -> &Option<String>, own: &str| {
+        live.as_ref()
+            .and_then(|l| sent(&l.show).clone())
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| own.to_owned())
+    };
     let mut fields = vec![
         ("audio_info", json!(audio_info(audio, c))),
         ("bitrate", json!(c.bitrate_kbps)),
         ("channels", json!(audio.channels)),
-        ("genre", json!(s.genre)),
+    ];
+    // The DJ's source, as Icecast shows a mount's source to its admins.
+    let source = live.as_ref().filter(|_| admin);
+    if let Some(session) = source {
+        fields.push(("connected", json!(session.connected_at.elapsed().as_secs())));
+    }
+    fields.extend([
+        ("genre", json!(show(|s| &s.genre, &s.genre))),
         ("listener_peak", json!(m.peak())),
         ("listeners", json!(m.listeners())),
         ("listenurl", json!(listen_url(host, &c.path))),
-    ];
+    ]);
     if admin {
         fields.push(("max_listeners", json!(c.max_listeners)));
         fields.push(("public", json!(0)));
     }
     fields.extend([
         ("samplerate", json!(audio.sample_rate)),
-        ("server_description", json!(s.description)),
-        ("server_name", json!(s.name)),
+        (
+            "server_description",
+            json!(show(|s| &s.description, &s.description)),
+        ),
+        ("server_name", json!(show(|s| &s.name, &s.name))),
         ("server_type", json!(m.content_type)),
-        ("server_url", json!(s.url)),
+        ("server_url", json!(show(|s| &s.url, &s.url))),
     ]);
-    // The DJ's source, as Icecast shows a mount's source to its admins.
-    let source = station.live.session().filter(|_| admin);
-    if let Some(session) = &source {
+    if let Some(session) = source {
         fields.push(("source_ip", json!(session.peer.ip().to_string())));
     }
     fields.extend([
@@ -99,7 +117,7 @@ pub fn source_fields(
     if admin {
         fields.push(("total_bytes_sent", json!(m.metrics.sent_bytes.get())));
     }
-    if let Some(session) = &source {
+    if let Some(session) = source {
         let agent = session.show.user_agent.as_deref().unwrap_or("");
         fields.push(("user_agent", json!(agent)));
     }

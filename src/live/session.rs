@@ -23,6 +23,7 @@ use super::auth::{SourceAuth, Verdict};
 use super::chunked::Dechunker;
 use super::feed::{LiveFeed, SessionInfo};
 use super::handshake::{self, Body, Credentials, Format, Method, SourceRequest};
+use super::record::{Recorder, Tap};
 use crate::audio::decode::{TrackDecoder, TrackTags};
 use crate::audio::resample::Reformatter;
 use crate::config::{Audio, Config, Live};
@@ -57,6 +58,8 @@ pub struct LiveDesk {
     next_id: AtomicU64,
     start: Instant,
     shutdown: CancellationToken,
+    /// Records each show, when `[live] record` is on.
+    recorder: Option<Arc<Recorder>>,
 }
 
 /// The session that holds the desk.
@@ -121,6 +124,7 @@ impl LiveDesk {
         config: &Config,
         feed: Arc<LiveFeed>,
         metrics: Metrics,
+        recorder: Option<Arc<Recorder>>,
         shutdown: CancellationToken,
     ) -> LiveDesk {
         LiveDesk {
@@ -137,6 +141,7 @@ impl LiveDesk {
             next_id: AtomicU64::new(1),
             start: Instant::now(),
             shutdown,
+            recorder,
         }
     }
 
@@ -373,8 +378,12 @@ impl LiveDesk {
         tracing::info!(source = %peer, user = %info.user, protocol = request.method.label(), format = ?request.format,
             client = info.show.user_agent.as_deref().unwrap_or(""), "live source connected");
         self.metrics.live_connected.set(1);
+        let recording = self
+            .recorder
+            .as_ref()
+            .map(|r| r.join(&info.user, request.format));
         let end = self
-            .stream_in(stream, &request, body, Arc::clone(&info), &seat)
+            .stream_in(stream, &request, body, Arc::clone(&info), &seat, recording)
             .await;
         tracing::info!(source = %peer, user = %info.user, reason = ?end,
             seconds = info.connected_at.elapsed().as_secs(), "live source disconnected");
@@ -433,6 +442,7 @@ impl LiveDesk {
         first: Bytes,
         info: Arc<SessionInfo>,
         seat: &Seat,
+        mut recording: Option<Tap>,
     ) -> End {
         let (last_input_ms, stop) = (&seat.last_input_ms, &seat.stop);
         let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
@@ -463,11 +473,14 @@ impl LiveDesk {
         let mut data = body.feed(first);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         loop {
-            if let Some(chunk) = data.take().filter(|c| !c.is_empty())
-                && tx.send(chunk).await.is_err()
-            {
-                // The decoder gave up: the stream is not audio it can read.
-                return End::NotAudio;
+            if let Some(chunk) = data.take().filter(|c| !c.is_empty()) {
+                if let Some(tap) = recording.as_mut() {
+                    tap.record(&chunk, probed.load(Ordering::Relaxed));
+                }
+                if tx.send(chunk).await.is_err() {
+                    // The decoder gave up: the stream is not audio it can read.
+                    return End::NotAudio;
+                }
             }
             if body.done() {
                 return End::Closed;

@@ -16,7 +16,7 @@ use crate::support::raw::{self, Answer};
 use crate::support::synth::{FRAME_S, Programme, Synth, present};
 use crate::support::{RawStream, TestServer, config_with_library, decode, icy, require, until};
 
-const PASSWORD: &str = "dj-secret-1";
+pub(crate) const PASSWORD: &str = "dj-secret-1";
 /// The AutoDJ's tracks are tones in their own bands, far from the DJs' tones.
 const AUTODJ_HZ: [f64; 3] = [440.0, 550.0, 660.0];
 /// ffmpeg's `sine` source (1/8 of full scale) as the band meter reads it back, -22 dB, less
@@ -27,7 +27,7 @@ const LIVE_DB: f64 = -25.0;
 /// band meter's 40 ms window.
 const CODEC_DELAY: f64 = 0.25;
 
-fn library() -> tempfile::TempDir {
+pub(crate) fn library() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for (i, hz) in AUTODJ_HZ.iter().enumerate() {
         Synth::new(44_100)
@@ -37,7 +37,7 @@ fn library() -> tempfile::TempDir {
     dir
 }
 
-fn live_config(library: &Path, extra: &str, password: Option<&str>) -> Config {
+pub(crate) fn live_config(library: &Path, extra: &str, password: Option<&str>) -> Config {
     config_with_library(
         &format!("kind = \"local\"\npath = \"{}\"\n", library.display()),
         &format!("[playlist]\norder = \"sequential\"\n{extra}"),
@@ -54,7 +54,7 @@ fn basic(credentials: &str) -> String {
 
 /// ffmpeg playing a `hz` tone for `seconds` to `url`, paced to real time; `extra` arguments
 /// go before the output.
-async fn ffmpeg_source(hz: u32, seconds: u32, extra: &[&str], url: &str) {
+pub(crate) async fn ffmpeg_source(hz: u32, seconds: u32, extra: &[&str], url: &str) {
     let mut ffmpeg = std::process::Command::new("ffmpeg");
     ffmpeg
         .args([
@@ -328,9 +328,46 @@ async fn the_source_protocol_is_answered_as_source_clients_expect() {
         2.0
     );
 
+    // Ogg without its header pages (a tool that reconnects mid-stream): it cannot decode, so
+    // it is closed within the Ogg probe time, counted, and nothing of it goes on air.
+    let ogg = std::fs::read(crate::support::media_dir().join("06-vorbis.ogg")).unwrap();
+    let pages: Vec<usize> = (0..ogg.len() - 4)
+        .filter(|&i| &ogg[i..i + 4] == b"OggS")
+        .collect();
+    let mut headless = TcpStream::connect(addr).await.unwrap();
+    let head = source_head(
+        "SOURCE /live HTTP/1.0",
+        Some(&right),
+        "Content-Type: application/ogg\r\n",
+    );
+    headless.write_all(head.as_bytes()).await.unwrap();
+    let answer = raw::read_head(&mut headless, Duration::from_secs(5)).await;
+    assert_eq!(answer.status(), Some(200));
+    // Audio pages only, sent faster than real time: far more than the probe needs.
+    let _ = headless.write_all(&ogg[pages[3]..]).await;
+    let closed = tokio::time::timeout(Duration::from_secs(8), async {
+        let mut buf = [0u8; 256];
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut headless, &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a headless Ogg stream is closed");
+    assert_eq!(
+        server
+            .metric("onair_live_connects_total{result=\"probe\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(server.metric("onair_live_connected").await, 0.0);
+
     // darkice's shape: SOURCE, LF-only lines, ICE/1.0, no type (MP3), audio from mid-frame.
     let head = format!(
-        "SOURCE /radio.mp3 ICE/1.0\nAuthorization: Basic {}\nice-name: Night Shift\n\n",
+        "SOURCE /radio.mp3 ICE/1.0\nAuthorization: Basic {}\nice-name: Night Shift\n\
+         ice-genre: Deep House\nice-url: http://night.example/\n\n",
         basic(&right)
     );
     let mut dj = PacedSource::connect(addr, &head, 1_001, "HTTP/1.0 200 OK\r\n").await;
@@ -348,6 +385,13 @@ async fn the_source_protocol_is_answered_as_source_clients_expect() {
     let now: serde_json::Value = serde_json::from_str(&now).unwrap();
     assert_eq!(now["live"]["is_live"], true, "{now}");
     assert_eq!(now["live"]["streamer"], "Night Shift");
+    // The status shows what the DJ's tool sent, as Icecast does for the mount a source feeds.
+    let (_, text) = crate::support::get_text(server.url("/status-json.xsl")).await;
+    let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let source = &status["icestats"]["source"];
+    assert_eq!(source["server_name"], "Night Shift", "{status}");
+    assert_eq!(source["genre"], "Deep House");
+    assert_eq!(source["server_url"], "http://night.example/");
 
     // The DJ's tool sets titles with its source credentials, Icecast's way and Shoutcast's; a
     // title goes on air with the audio sent after it, not ahead of the buffered audio.
@@ -446,7 +490,11 @@ async fn the_source_protocol_is_answered_as_source_clients_expect() {
         },
     )
     .await;
-    assert_eq!(server.metric("onair_live_connected").await, 0.0);
+    // The session leaves the desk just after counting its timeout.
+    until(Duration::from_secs(2), "the desk free", || async {
+        (server.metric("onair_live_connected").await == 0.0).then_some(())
+    })
+    .await;
 
     // The same DJ reconnecting while their dead session still holds the desk replaces it.
     let head = source_head(put, Some(&right), mpeg);

@@ -16,6 +16,7 @@ mod live;
 mod metadata;
 mod players;
 mod programme;
+mod recording;
 mod s3;
 #[path = "../s3_support/mod.rs"]
 mod s3_support;

@@ -47,6 +47,15 @@ impl S3Library {
     /// the admin interface is open with `ADMIN_PASSWORD`.
     /// `library` adds lines to `[library]`; `extra` is appended as in `config_for`.
     pub fn config(&self, library: &str, extra: &str) -> Config {
+        let secrets = Secrets {
+            admin_password: Some(super::ADMIN_PASSWORD.into()),
+            source_password: None,
+        };
+        self.config_with(library, extra, secrets)
+    }
+
+    /// [`S3Library::config`] with other secrets.
+    pub fn config_with(&self, library: &str, extra: &str, secrets: Secrets) -> Config {
         let s = &self.settings;
         let section = format!(
             r#"kind = "s3"
@@ -66,10 +75,6 @@ max_attempts = 2
             s.prefix,
             self.cache.path().display()
         );
-        let secrets = Secrets {
-            admin_password: Some(super::ADMIN_PASSWORD.into()),
-            source_password: None,
-        };
         super::config_with_library(&section, extra, secrets)
     }
 }
