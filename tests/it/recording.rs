@@ -169,18 +169,7 @@ async fn shows_are_uploaded_to_the_bucket_and_a_show_cut_by_shutdown_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     for (key, expected) in keys.iter().zip([5.0, cut_after]) {
         assert!(key.ends_with("-source.mp3"), "{key}");
-        let body = client
-            .get_object()
-            .bucket(&lib.settings.bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
+        let body = object_body(&lib, key).await;
         let file = dir.path().join("show.mp3");
         std::fs::write(&file, &body).unwrap();
         let (seconds, errors) = ffmpeg_reads(&file);
@@ -218,20 +207,7 @@ async fn an_upload_of_several_parts_is_one_object_in_the_bucket() {
     upload.part(b"the end".to_vec().into()).await.unwrap();
     assert_eq!(upload.bytes(), first.len() as u64 + 7);
     assert!(upload.complete().await.unwrap());
-    let body = lib
-        .catalog
-        .client()
-        .get_object()
-        .bucket(&lib.settings.bucket)
-        .key(lib.catalog.object_key("recordings/parts.bin"))
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let body = object_body(&lib, &lib.catalog.object_key("recordings/parts.bin")).await;
     assert_eq!(body.len(), first.len() + 7);
     assert_eq!(&body[..first.len()], &first[..]);
     assert_eq!(&body[first.len()..], b"the end");
@@ -243,6 +219,23 @@ async fn an_upload_of_several_parts_is_one_object_in_the_bucket() {
         .await
         .unwrap();
     assert!(!empty.complete().await.unwrap());
+}
+
+/// The whole body of the object `key` (a key in the bucket, prefix included).
+async fn object_body(lib: &S3Library, key: &str) -> bytes::Bytes {
+    lib.catalog
+        .client()
+        .get_object()
+        .bucket(&lib.settings.bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
 }
 
 /// ffmpeg on air until the radio stops under it.
