@@ -491,10 +491,18 @@ pub async fn until<T, F: Future<Output = Option<T>>>(
 }
 
 /// A listener that reads for the whole drill: every byte, and when each arrived.
+/// How long a new listener's burst takes to arrive (it comes at the link's speed, in well
+/// under a second on loopback): the pace is measured after it.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// (seconds since connect, bytes received by then).
+type Mark = (f64, usize);
+
 pub struct Recorder {
     started: Instant,
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<u8>>,
+    /// The bytes, and (seconds, bytes) when the burst had settled.
+    task: tokio::task::JoinHandle<(Vec<u8>, Option<Mark>)>,
 }
 
 impl Recorder {
@@ -507,11 +515,15 @@ impl Recorder {
         let s = Arc::clone(&stop);
         let task = tokio::spawn(async move {
             let mut data = Vec::new();
+            let mut settled = None;
             while !s.load(Ordering::Relaxed) {
                 let chunk = stream.read(4000, Duration::from_millis(100)).await;
                 data.extend_from_slice(&chunk);
+                if settled.is_none() && started.elapsed() >= SETTLE {
+                    settled = Some((started.elapsed().as_secs_f64(), data.len()));
+                }
             }
-            data
+            (data, settled)
         });
         Recorder {
             started,
@@ -528,9 +540,18 @@ impl Recorder {
     pub async fn finish(self) -> Capture {
         self.stop.store(true, Ordering::Relaxed);
         let seconds = self.started.elapsed().as_secs_f64();
-        let data = self.task.await.unwrap();
+        let (data, settled) = self.task.await.unwrap();
+        // Bytes per second once the burst is in: the pace the radio keeps, whatever the burst
+        // held when the listener came (more after a cold start's filler, say).
+        let paced_rate = settled
+            .filter(|(at, _)| seconds - at >= 5.0)
+            .map(|(at, len)| (data.len() - len) as f64 / (seconds - at));
         let split = icy::split(&data, METAINT);
-        Capture { split, seconds }
+        Capture {
+            split,
+            seconds,
+            paced_rate,
+        }
     }
 }
 
@@ -579,6 +600,9 @@ pub struct Capture {
     pub split: icy::Split,
     /// How long it listened.
     pub seconds: f64,
+    /// Bytes per second (stream and metadata) after the first [`SETTLE`] seconds, when the
+    /// listening went on for 5 s or more past them.
+    pub paced_rate: Option<f64>,
 }
 
 /// What ffmpeg makes of a capture.
@@ -656,9 +680,11 @@ impl Capture {
         titles
     }
 
-    /// Average bytes of audio a second.
+    /// The pace the listener was fed at, once the burst was in; over the whole capture when
+    /// it was too short to tell.
     pub fn rate(&self) -> f64 {
-        self.split.audio.len() as f64 / self.seconds
+        self.paced_rate
+            .unwrap_or(self.split.audio.len() as f64 / self.seconds)
     }
 }
 
