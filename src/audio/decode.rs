@@ -104,6 +104,8 @@ pub struct TrackDecoder {
     errors_in_row: u32,
     /// The tags of a new Ogg chain, until taken.
     chain_tags: Option<TrackTags>,
+    /// A live stream, which has no end whatever its first bytes declare ([`Self::open_live`]).
+    endless: bool,
 }
 
 enum Codec {
@@ -332,6 +334,19 @@ impl TrackDecoder {
         TrackDecoder::open_source(Box::new(data.reader()), &Hint::new())
     }
 
+    /// A live stream, probed as [`Self::open_source`] does, decoded as having no end. A source
+    /// that sends files one after another (ezstream, ices, a DJ's playlist) sends each file's
+    /// Xing/Info frame count; the first one would otherwise mark everything after that first
+    /// file as padding, to be trimmed away.
+    pub fn open_live(
+        source: Box<dyn MediaSource>,
+        hint: &Hint,
+    ) -> Result<(TrackDecoder, TrackTags), DecodeError> {
+        let (mut decoder, tags) = TrackDecoder::open_source(source, hint)?;
+        decoder.endless = true;
+        Ok((decoder, tags))
+    }
+
     /// Probes any byte source (a live stream: not seekable, no length) the same way; `hint`
     /// says what the sender claims, which the content may overrule.
     pub fn open_source(
@@ -365,6 +380,7 @@ impl TrackDecoder {
             discard: 0,
             errors: 0,
             errors_in_row: 0,
+            endless: false,
             chain_tags: None,
         };
         Ok((decoder, tags))
@@ -447,7 +463,7 @@ impl TrackDecoder {
     pub fn next_packet(&mut self, out: &mut Vec<f32>) -> bool {
         let start = out.len();
         loop {
-            let packet = match self.format.next_packet() {
+            let mut packet = match self.format.next_packet() {
                 Ok(Some(p)) => p,
                 Ok(None) => return false,
                 // A cut-off file ends with an unexpected EOF: the valid part has played.
@@ -467,6 +483,9 @@ impl TrackDecoder {
             };
             if packet.track_id != self.track_id {
                 continue;
+            }
+            if self.endless {
+                packet.trim_end = symphonia::core::units::Duration::ZERO;
             }
             let ok = match &mut self.codec {
                 Codec::Symphonia(decoder) => match decoder.decode(&packet) {

@@ -70,6 +70,13 @@ pub fn handle<B>(
         return answer;
     }
     let Some(password) = station.config.server.admin_password.as_ref() else {
+        // libshout asks without credentials first and sends the source's only after a 401:
+        // with live input on, a title update is a question of credentials, not a closed door.
+        let anonymous =
+            !req.headers().contains_key(header::AUTHORIZATION) && !params.contains_key("pass");
+        if is_metadata(path) && live.enabled() && anonymous && !cross_site(req) {
+            return unauthorized(reply).into();
+        }
         return reply
             .plain(
                 StatusCode::FORBIDDEN,

@@ -38,7 +38,8 @@ pub fn admin_metadata<B>(
         password: pass.as_str().into(),
     });
     let credentials = basic.or(from_query)?;
-    station.live.session()?;
+    // A connected show, decoding yet or not (libshout names its first song at once).
+    live.has_source().then_some(())?;
     Some(update(
         station,
         live,
@@ -108,7 +109,7 @@ fn update(
         Err(why) => return reply.result(StatusCode::BAD_REQUEST, why, 0).into(),
     };
     tracing::info!(title = ?title, via, "live title from the DJ");
-    station.live.push_title(id, &title);
+    live.push_title(id, &title);
     station
         .metrics
         .live_metadata_updates

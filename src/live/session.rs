@@ -69,13 +69,19 @@ struct Current {
     /// Milliseconds since the desk's start at the last byte received.
     last_input_ms: Arc<AtomicU64>,
     stop: CancellationToken,
+    early_title: EarlyTitle,
 }
+
+/// A title the DJ's tool sent before its audio decoded (libshout sends the first song's title
+/// right after its login): the show starts under it. Locked before the feed, by both sides.
+type EarlyTitle = Arc<Mutex<Option<String>>>;
 
 /// A session's hold on the desk.
 struct Seat {
     id: u64,
     last_input_ms: Arc<AtomicU64>,
     stop: CancellationToken,
+    early_title: EarlyTitle,
 }
 
 /// Why a source was refused before its audio, as the HTTP answer says it.
@@ -308,13 +314,14 @@ impl LiveDesk {
         peer: SocketAddr,
         candidates: &[Credentials],
     ) -> Result<u64, OwnerRefusal> {
-        let Some(session) = self.feed.session() else {
+        // The connected session, decoding yet or not: a tool may name its first song at once.
+        let Some((id, owner)) = self.lock_current().as_ref().map(|c| (c.id, c.user.clone())) else {
             return Err(OwnerRefusal::NoShow);
         };
         match self.auth.check(peer.ip(), candidates) {
-            Verdict::Granted { user } if user == session.user => Ok(session.id),
+            Verdict::Granted { user } if user == owner => Ok(id),
             Verdict::Granted { user } => {
-                tracing::warn!(source = %peer, user, on_air = %session.user, "title update for another DJ's show refused");
+                tracing::warn!(source = %peer, user, on_air = %owner, "title update for another DJ's show refused");
                 Err(OwnerRefusal::Unauthorized {
                     delay: Duration::ZERO,
                 })
@@ -331,6 +338,31 @@ impl LiveDesk {
             }),
             Verdict::Waiting { .. } => Err(OwnerRefusal::Waiting),
         }
+    }
+
+    /// A title for session `id` from its DJ's tool ([`Self::show_owner`]), for the audio it
+    /// sends next; kept for the show's start when its audio has not decoded yet. False when
+    /// the session is gone.
+    pub fn push_title(&self, id: u64, title: &str) -> bool {
+        let current = self.lock_current();
+        let Some(c) = current.as_ref().filter(|c| c.id == id) else {
+            return false;
+        };
+        let mut early = c.early_title.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.feed.push_title(id, title) {
+            *early = Some(title.to_owned());
+        }
+        true
+    }
+
+    /// Whether a source is connected (on air, or still in its pre-roll or probe).
+    pub fn has_source(&self) -> bool {
+        self.lock_current().is_some()
+    }
+
+    fn lock_current(&self) -> std::sync::MutexGuard<'_, Option<Current>> {
+        // One assignment at a time under the lock: a poisoned one is still whole.
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether sources may be sent to `mount` (the live mount, or a listener mount).
@@ -393,7 +425,7 @@ impl LiveDesk {
     /// Takes the desk for `user`: free, or held by the same user's session that has been
     /// silent for [`REPLACE_AFTER`] (which is told to stop).
     fn take_desk(&self, user: &str) -> Option<Seat> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.lock_current();
         if let Some(c) = current.as_ref() {
             let silent = self
                 .now_ms()
@@ -411,22 +443,25 @@ impl LiveDesk {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let last = Arc::new(AtomicU64::new(self.now_ms()));
         let stop = self.shutdown.child_token();
+        let early_title = EarlyTitle::default();
         *current = Some(Current {
             id,
             user: user.to_owned(),
             last_input_ms: Arc::clone(&last),
             stop: stop.clone(),
+            early_title: Arc::clone(&early_title),
         });
         Some(Seat {
             id,
             last_input_ms: last,
             stop,
+            early_title,
         })
     }
 
     /// Session `id` is over: the desk is free (unless another session took it meanwhile).
     fn leave(&self, id: u64) {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.lock_current();
         if current.as_ref().is_some_and(|c| c.id == id) {
             *current = None;
             self.metrics.live_connected.set(0);
@@ -455,6 +490,7 @@ impl LiveDesk {
             audio: self.audio,
             metrics: self.metrics.clone(),
             probed: Arc::clone(&probed),
+            early_title: Arc::clone(&seat.early_title),
         };
         if let Err(e) = std::thread::Builder::new()
             .name("onair-live-decode".into())
@@ -491,6 +527,11 @@ impl LiveDesk {
                     return if self.shutdown.is_cancelled() { End::Shutdown } else { End::Replaced };
                 }
                 _ = &mut probe_deadline, if !probed.load(Ordering::Relaxed) => {
+                    // The guard was read when this wait began: a source that sent its start
+                    // in one burst and then waited may have probed meanwhile.
+                    if probed.load(Ordering::Relaxed) {
+                        continue;
+                    }
                     // Closing the channel ends the decoder's probe, which counts it.
                     tracing::warn!(source = %peer, timeout = ?probe_timeout, "live source sent no decodable audio in time; closing");
                     return End::NotAudio;
@@ -580,6 +621,7 @@ struct Decoder {
     audio: Audio,
     metrics: Metrics,
     probed: Arc<AtomicBool>,
+    early_title: EarlyTitle,
 }
 
 /// The channel as a blocking reader: the end of the channel is the end of the stream.
@@ -640,7 +682,7 @@ impl Decoder {
             chunk: Bytes::new(),
         };
         let (mut decoder, tags) =
-            match TrackDecoder::open_source(Box::new(ReadOnlySource::new(reader)), &hint) {
+            match TrackDecoder::open_live(Box::new(ReadOnlySource::new(reader)), &hint) {
                 Ok(opened) => opened,
                 Err(e) => {
                     self.metrics
@@ -657,8 +699,14 @@ impl Decoder {
         tracing::info!(source = %self.info.peer, codec = %tags.codec, sample_rate = tags.sample_rate,
             channels = tags.channels, "live audio decodes");
         self.feed.begin(Arc::clone(&self.info));
-        // An Ogg stream's comments (or an MP3's ID3 head) name what plays first.
+        // An Ogg stream's comments (or an MP3's ID3 head) name what plays first, unless the
+        // tool named it already (the later word wins).
         self.title_from(&tags);
+        let mut early = self.early_title.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(title) = early.take() {
+            self.feed.push_title(self.info.id, &title);
+        }
+        drop(early);
         let mut reformat =
             Reformatter::new(self.audio.sample_rate, usize::from(self.audio.channels));
         let (mut pcm, mut station) = (Vec::new(), Vec::new());

@@ -243,6 +243,15 @@ impl PacedSource {
         }
     }
 
+    /// Sends `seconds` of audio at once, as a tool that buffers does.
+    async fn burst(&mut self, seconds: f64) -> std::io::Result<()> {
+        let n = (seconds * 16_000.0) as usize;
+        let end = (self.pos + n).min(self.data.len());
+        self.stream.write_all(&self.data[self.pos..end]).await?;
+        self.pos = end;
+        Ok(())
+    }
+
     /// Sends `seconds` of audio in real time (128 kbps), looping the file.
     async fn play(&mut self, seconds: f64) -> std::io::Result<()> {
         let start = Instant::now();
@@ -409,6 +418,18 @@ async fn the_source_protocol_is_answered_as_source_clients_expect() {
             .unwrap_or("")
             .to_owned()
     };
+    // libshout asks without credentials first, and sends them only after a 401: the admin
+    // interface being off (no admin password here) must not close that door.
+    let anonymous = send(
+        addr,
+        &get("/admin/metadata?mode=updinfo&mount=/live&song=x", None),
+    )
+    .await;
+    assert_eq!(anonymous.status(), Some(401));
+    assert_eq!(
+        anonymous.header("www-authenticate").as_deref(),
+        Some("Basic realm=\"Icecast2 Server\"")
+    );
     for (target, credentials, title) in [
         (
             "/admin/metadata?mode=updinfo&mount=/live&song=Artist+-+First",
@@ -510,6 +531,22 @@ async fn the_source_protocol_is_answered_as_source_clients_expect() {
     second.play(1.0).await.unwrap();
     assert_eq!(server.metric("onair_live_connected").await, 1.0);
     drop((first, second));
+    until(Duration::from_secs(5), "the desk free again", || async {
+        (server.metric("onair_live_connected").await == 0.0).then_some(())
+    })
+    .await;
+
+    // A tool that sends its start in one burst and then nothing for longer than the probe's
+    // 2 s has probed all the same: it is not closed as "no audio".
+    let probe_refusals = "onair_live_connects_total{result=\"probe\"}";
+    let refused_before = server.metric(probe_refusals).await;
+    let mut bursty = PacedSource::connect(addr, &head, 0, "HTTP/1.1 100 Continue\r\n").await;
+    bursty.burst(1.5).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    bursty.play(0.5).await.unwrap();
+    assert_eq!(server.metric("onair_live_connected").await, 1.0);
+    assert_eq!(server.metric(probe_refusals).await, refused_before);
+    drop(bursty);
 
     // Five wrong passwords in a minute: the address waits, even with the right one.
     for _ in 0..5 {
@@ -769,6 +806,165 @@ async fn libshout_liquidsoap_and_ffmpeg_go_on_air_in_every_protocol_and_format()
         rate: decoded.sample_rate,
         pcm: decoded.pcm,
     };
+    let gaps = programme.gaps(-50.0, 0.25);
+    assert!(gaps.is_empty(), "silences in the capture: {gaps:?}");
+    server.shutdown().await.unwrap();
+}
+
+/// ezstream (libshout) plays a playlist of two tagged MP3s to `/live` and sends each file's
+/// title through `/admin/metadata` with the source's own credentials, as libshout does: the
+/// listener hears the show under those titles, in order, then the AutoDJ again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ezstream_plays_a_playlist_with_its_titles_through_admin_metadata() {
+    for tool in ["ffmpeg", "ezstream"] {
+        require(tool);
+    }
+    let lib = library();
+    let extra = "[[mount]]\npath = \"/radio.mp3\"\nicy_metaint = 320\n";
+    let server = TestServer::start(live_config(lib.path(), extra, Some(PASSWORD))).await;
+    server.wait_ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut playlist = String::new();
+    for (song, hz) in [("Tone A", 3150), ("Tone B", 2500)] {
+        let file = dir.path().join(format!("{song}.mp3"));
+        let made = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+            .arg(format!("sine=frequency={hz}:sample_rate=44100"))
+            .args(["-t", "4", "-ac", "2", "-c:a", "libmp3lame", "-b:a", "128k"])
+            .args(["-metadata", &format!("title={song}")])
+            .args(["-metadata", "artist=The Band"])
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        playlist.push_str(&format!("{}\n", file.display()));
+    }
+    std::fs::write(dir.path().join("playlist.m3u"), playlist).unwrap();
+    let config = dir.path().join("ezstream.xml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<ezstream>
+  <servers><server>
+    <protocol>HTTP</protocol><hostname>127.0.0.1</hostname><port>{port}</port>
+    <user>source</user><password>{PASSWORD}</password><tls>None</tls>
+  </server></servers>
+  <streams><stream>
+    <mountpoint>/live</mountpoint><format>MP3</format>
+    <stream_name>Playlist Show</stream_name>
+  </stream></streams>
+  <intakes><intake>
+    <type>playlist</type><filename>{playlist}</filename><stream_once>Yes</stream_once>
+  </intake></intakes>
+  <metadata><format_str>@a@ - @t@</format_str></metadata>
+</ezstream>
+"#,
+            port = server.addr.port(),
+            playlist = dir.path().join("playlist.m3u").display()
+        ),
+    )
+    .unwrap();
+    // ezstream refuses a configuration others can read: it holds the password.
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    let mut listener = RawStream::get(server.addr, "/radio.mp3", "Icy-MetaData: 1\r\n").await;
+    let reading = tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let mut after_show = None;
+        while Instant::now() < deadline {
+            let chunk = listener.read(16_000, Duration::from_secs(2)).await;
+            if chunk.is_empty() {
+                break;
+            }
+            bytes.extend(chunk);
+            let split = icy::split(&bytes, 320);
+            let back = split
+                .titles
+                .iter()
+                .rev()
+                .take_while(|t| !t.title.contains("Tone"))
+                .count();
+            let show_seen = split.titles.iter().any(|t| t.title.ends_with("Tone B"));
+            // Two seconds of the AutoDJ after the show, then stop.
+            if show_seen && back > 0 && after_show.is_none() {
+                after_show = Some(Instant::now());
+            }
+            if after_show.is_some_and(|at| at.elapsed() > Duration::from_secs(2)) {
+                break;
+            }
+        }
+        (bytes, listener.read(1, Duration::from_secs(2)).await.len())
+    });
+    let ezstream = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || {
+            std::process::Command::new("ezstream")
+                .arg("-c")
+                .arg(&config)
+                .output()
+                .unwrap()
+        }
+    });
+    let out = tokio::time::timeout(Duration::from_secs(30), ezstream)
+        .await
+        .expect("ezstream plays 8 s of playlist and exits")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ezstream: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (bytes, still_open) = reading.await.unwrap();
+    assert_eq!(
+        still_open, 1,
+        "the listener's stream went on after the show"
+    );
+
+    let split = icy::split(&bytes, 320);
+    let titles: Vec<&str> = split.titles.iter().map(|t| t.title.as_str()).collect();
+    let a = titles.iter().position(|t| *t == "The Band - Tone A");
+    let b = titles.iter().position(|t| *t == "The Band - Tone B");
+    assert!(
+        a.is_some() && b > a,
+        "the playlist's titles, in order: {titles:?}"
+    );
+    let last = titles.last().copied().unwrap_or_default();
+    assert!(
+        !last.contains("Tone"),
+        "the AutoDJ's title after the show: {titles:?}"
+    );
+    assert!(
+        server
+            .metric("onair_live_metadata_updates_total{via=\"admin\"}")
+            .await
+            >= 2.0
+    );
+    assert_eq!(
+        server
+            .metric("onair_live_connects_total{result=\"ok\"}")
+            .await,
+        1.0
+    );
+    // What the listener heard under each title is that song's tone.
+    let decoded = decode::decode(split.audio.clone());
+    assert_eq!(decoded.decode_errors, 0);
+    let programme = Programme {
+        rate: decoded.sample_rate,
+        pcm: decoded.pcm,
+    };
+    let at = titles_at(&split);
+    let start_of = |name: &str| at.iter().find(|(_, t)| t == name).map(|(s, _)| *s).unwrap();
+    let (a_at, b_at) = (start_of("The Band - Tone A"), start_of("The Band - Tone B"));
+    for (from, to, hz) in [(a_at, b_at, 3150.0), (b_at, b_at + 3.0, 2500.0)] {
+        let runs = present(&programme.band(hz), LIVE_DB, 1.0);
+        assert!(
+            runs.iter()
+                .any(|&(on, off)| on <= from + CODEC_DELAY && off >= to - CODEC_DELAY),
+            "{hz} Hz under its title from {from:.2} s to {to:.2} s, heard {runs:?}"
+        );
+    }
     let gaps = programme.gaps(-50.0, 0.25);
     assert!(gaps.is_empty(), "silences in the capture: {gaps:?}");
     server.shutdown().await.unwrap();
