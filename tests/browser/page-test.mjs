@@ -2,12 +2,14 @@
 // Checks the listener page of a running onair server in headless Chromium.
 //
 //   node page-test.mjs BASE_URL [SCREENSHOT_PATH]
-//   env: ONAIR_ADMIN_USER (default "admin"), ONAIR_ADMIN_PASSWORD (required)
+//   env: ONAIR_ADMIN_USER (default "admin"), ONAIR_ADMIN_PASSWORD (required),
+//        ONAIR_SOURCE_PASSWORD (required: a DJ goes on air with ffmpeg, at /live)
 //
 // Needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium) and
 // playwright-core (npm ci --prefix tests/browser); it never downloads a browser.
 // Prints one line per passed check; exits 0 when all pass, 1 on the first failure.
 
+import { spawn } from 'node:child_process';
 import { chromium } from 'playwright-core';
 
 const HARD_TIMEOUT_MS = 90_000;
@@ -32,6 +34,9 @@ if (!baseArg || baseArg === '-h' || baseArg === '--help') {
 const base = baseArg.replace(/\/+$/, '');
 const adminUser = process.env.ONAIR_ADMIN_USER || 'admin';
 const adminPassword = process.env.ONAIR_ADMIN_PASSWORD;
+const sourcePassword = process.env.ONAIR_SOURCE_PASSWORD;
+const DJ_NAME = 'Night Shift';
+let dj = null;
 
 const started = Date.now();
 let passed = 0;
@@ -88,6 +93,7 @@ async function until(ms, what, fn, every = 250) {
 
 async function run() {
   if (!adminPassword) fail('ONAIR_ADMIN_PASSWORD is not set');
+  if (!sourcePassword) fail('ONAIR_SOURCE_PASSWORD is not set');
 
   // 0. The API answers.
   const np0 = await nowplaying();
@@ -188,6 +194,41 @@ async function run() {
   });
   ok('#history lists the previous track');
 
+  // 7. A DJ goes on air (ffmpeg as the source client): the page says who, then the AutoDJ.
+  const played = await first.evaluate((a) => a.currentTime);
+  const server = new URL(base);
+  dj = spawn('ffmpeg', [
+    '-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'sine=frequency=880:sample_rate=44100',
+    '-ac', '2', '-c:a', 'libmp3lame', '-b:a', '128k', '-ice_name', DJ_NAME, '-content_type', 'audio/mpeg',
+    '-f', 'mp3', `icecast://source:${encodeURIComponent(sourcePassword)}@${server.host}/live`,
+  ], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const badge = async () => ({
+    show: await page.$eval('#live', (e) => e.dataset.show).catch(() => null),
+    label: await text('#live-label'),
+    eyebrow: await text('#now-label'),
+    streamer: await text('#live-streamer'),
+    hidden: await page.$eval('#live-show', (e) => e.hidden).catch(() => null),
+  });
+  await until(20_000, `the page shows "${DJ_NAME}" live`, async () => {
+    const b = await badge();
+    return [b.show === 'live' && b.label === 'Live' && b.eyebrow === 'Live now'
+      && b.streamer === DJ_NAME && b.hidden === false, JSON.stringify(b)];
+  });
+  const live = (await nowplaying()).live;
+  if (!live?.is_live || live.streamer !== DJ_NAME) fail(`/api/nowplaying live is ${JSON.stringify(live)}`);
+  ok(`the page shows the DJ live: "${DJ_NAME}" (${await text('#live-show')})`);
+  dj.kill('SIGINT');
+  await until(15_000, 'the page is back to the AutoDJ after the DJ leaves', async () => {
+    const b = await badge();
+    return [b.show === 'autodj' && b.label === 'On air' && b.eyebrow === 'Now playing' && b.hidden === true,
+      JSON.stringify(b)];
+  });
+  const after = await first.evaluate((a) => ({ t: a.currentTime, paused: a.paused }));
+  if (after.paused || after.t < played + 2) {
+    fail(`the player stopped during the show: currentTime ${played.toFixed(1)} -> ${after.t.toFixed(1)}, paused ${after.paused}`);
+  }
+  ok(`back to the AutoDJ; the player went on through the show (${played.toFixed(1)} s -> ${after.t.toFixed(1)} s)`);
+
   if (pageErrors.length) fail(`JavaScript errors on the page: ${pageErrors.join(' | ')}`);
   ok('no JavaScript errors on the page');
 
@@ -225,6 +266,7 @@ async function main() {
     }
     console.log(`${passed} passed, 1 failed`);
   } finally {
+    if (dj && dj.exitCode === null) dj.kill('SIGKILL');
     await closeBrowser();
     clearTimeout(hard);
   }

@@ -3,7 +3,10 @@
 
 use std::process::Command;
 
-use crate::support::{ADMIN_PASSWORD, TestServer, admin_config_for, library_with};
+use onair::config::Secrets;
+
+use crate::live::PASSWORD;
+use crate::support::{ADMIN_PASSWORD, TestServer, config_with_library, library_with};
 
 #[tokio::test]
 async fn the_page_plays_and_follows_the_programme_in_chromium() {
@@ -16,9 +19,14 @@ async fn the_page_plays_and_follows_the_programme_in_chromium() {
         "Chromium or playwright-core missing; the README's test command installs them"
     );
     let lib = library_with(&["01-cbr128.mp3", "03-mono22k.mp3", "04-flac16.flac"]);
-    let server = TestServer::start(admin_config_for(
-        lib.path(),
+    // Admin for the skip, a source password for the DJ the page test puts on air.
+    let server = TestServer::start(config_with_library(
+        &format!("kind = \"local\"\npath = \"{}\"\n", lib.path().display()),
         "[playlist]\norder = \"sequential\"\n",
+        Secrets {
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            source_password: Some(PASSWORD.into()),
+        },
     ))
     .await;
     server.wait_ready().await;
@@ -32,6 +40,7 @@ async fn the_page_plays_and_follows_the_programme_in_chromium() {
             .arg(&screenshot)
             .env("ONAIR_ADMIN_USER", "admin")
             .env("ONAIR_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("ONAIR_SOURCE_PASSWORD", PASSWORD)
             .output()
             .expect("run node")
     })
