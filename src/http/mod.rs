@@ -21,6 +21,7 @@ mod refuse;
 mod replay;
 pub mod request;
 mod routes;
+mod shoutcast;
 mod source_meta;
 mod stall;
 mod status;

@@ -1,5 +1,5 @@
 //! Path → handler for everything hyper answers: `/status-json.xsl`, `/admin/*`, `/api/*`,
-//! playlists, `/healthz`, `/readyz`, `/metrics` and the small index page (a mount's `GET`, `HEAD`
+//! the Shoutcast status pages (`/7.html`, `/7.xsl`, `/stats`), playlists, `/healthz`, `/readyz`, `/metrics` and the small index page (a mount's `GET`, `HEAD`
 //! and probe are answered before hyper, by `listener.rs`). Every response carries the CORS
 //! header web players need.
 
@@ -12,8 +12,8 @@ use http::{Method, Request, Response, StatusCode, Version};
 
 use super::admin_auth::LoginThrottle;
 use super::head::{CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, SERVER};
-use super::status;
 use super::{Body, admin, api};
+use super::{shoutcast, status};
 use crate::live::session::LiveDesk;
 use crate::station::Station;
 
@@ -63,6 +63,19 @@ fn respond(
                 let answer = admin::shoutcast(&req, station, live, peer);
                 delay = answer.delay;
                 no_store(answer.response)
+            }
+            (&Method::GET | &Method::HEAD, "/7.html" | "/7.xsl" | "/stats") => {
+                let page = if path == "/stats" {
+                    shoutcast::Page::Stats
+                } else {
+                    shoutcast::Page::Seven
+                };
+                match shoutcast::answer(station, page, req.uri().query().unwrap_or("")) {
+                    Some((content_type, body)) => {
+                        no_store(text(StatusCode::OK, content_type, body))
+                    }
+                    None => not_found(),
+                }
             }
             (&Method::GET | &Method::HEAD, "/api/nowplaying") => {
                 no_store(json(api::nowplaying(station, &host(&req))))

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Instant, SystemTime};
 
 pub use health::{Health, LibraryState, READY_WINDOW};
-pub use mounts::{Client, ListenerSlot, Mount, Mounts, Refusal};
+pub use mounts::{Audience, Client, ListenerSlot, Mount, Mounts, Refusal};
 pub use on_air::{HISTORY_LEN, LiveShow, NowPlaying, OnAir, Played, TrackInfo};
 
 use crate::config::Config;

@@ -53,6 +53,13 @@ struct Clients {
     per_ip: HashMap<IpAddr, usize>,
 }
 
+/// Who listens to a mount, beyond the count ([`Mount::audience`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audience {
+    pub unique: usize,
+    pub average_seconds: u64,
+}
+
 /// Why a listener was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -92,6 +99,26 @@ impl Mount {
     /// Listeners connected now, oldest first.
     pub fn clients(&self) -> Vec<Client> {
         lock(&self.clients).by_id.values().cloned().collect()
+    }
+
+    /// Distinct listener addresses, and the mean seconds the current listeners have been
+    /// connected (Shoutcast's `UNIQUELISTENERS` and `AVERAGETIME`). One pass under the lock:
+    /// microseconds at thousands of listeners, and asked for every few seconds at most.
+    pub fn audience(&self) -> Audience {
+        let clients = lock(&self.clients);
+        let total: f64 = clients
+            .by_id
+            .values()
+            .map(|c| c.connected.elapsed().as_secs_f64())
+            .sum();
+        Audience {
+            unique: clients.per_ip.len(),
+            average_seconds: if clients.by_id.is_empty() {
+                0
+            } else {
+                (total / clients.by_id.len() as f64) as u64
+            },
+        }
     }
 
     /// Asks a listener's stream to end; false when there is no such listener.

@@ -104,6 +104,116 @@ async fn several_mounts_give_a_source_array() {
     server.shutdown().await.unwrap();
 }
 
+/// The Shoutcast status pages DJ tools poll during a show: the mount's figures, each mount by
+/// `sid` or `mount`, and polling them is not listening.
+#[tokio::test]
+async fn shoutcast_status_pages_show_each_mount_and_are_not_listeners() {
+    let lib = library_with(&["01-cbr128.mp3"]);
+    let server = TestServer::start(config_for(
+        lib.path(),
+        "[[mount]]\npath = \"/a.mp3\"\nmax_listeners = 50\n\
+         [[mount]]\npath = \"/b.mp3\"\nbitrate = 64\n",
+    ))
+    .await;
+    server.wait_ready().await;
+    let mut first = RawStream::get(server.addr, "/a.mp3", "").await;
+    let mut second = RawStream::get(server.addr, "/a.mp3", "").await;
+    first.read(100, Duration::from_secs(5)).await;
+    second.read(100, Duration::from_secs(5)).await;
+    let title = "The Testers - Morning Drive";
+
+    let get = |path: &str| {
+        let url = server.url(path);
+        async move {
+            let resp = reqwest::get(url).await.unwrap();
+            let status = resp.status().as_u16();
+            let kind = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            (status, kind, resp.text().await.unwrap())
+        }
+    };
+    for path in ["/7.html", "/7.xsl", "/7.html?sid=1", "/7.xsl?mount=/a.mp3"] {
+        let (status, kind, body) = get(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(kind.starts_with("text/html"), "{path}: {kind}");
+        // listeners, stream up, peak, max, unique addresses, bitrate, title.
+        assert_eq!(
+            body,
+            format!("<html><body>2,1,2,50,1,128,{title}</body></html>"),
+            "{path}"
+        );
+    }
+    let (_, _, second_mount) = get("/7.html?sid=2").await;
+    assert!(
+        second_mount.starts_with("<html><body>0,1,0,"),
+        "{second_mount}"
+    );
+    assert!(second_mount.contains(",64,"), "{second_mount}");
+
+    let (status, kind, xml) = get("/stats?sid=1").await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("text/xml"), "{kind}");
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "SHOUTCASTSERVER");
+    let field = |name: &str| {
+        root.children()
+            .find(|n| n.has_tag_name(name))
+            .and_then(|n| n.text())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(field("CURRENTLISTENERS"), "2");
+    assert_eq!(field("PEAKLISTENERS"), "2");
+    assert_eq!(field("MAXLISTENERS"), "50");
+    assert_eq!(field("UNIQUELISTENERS"), "1");
+    assert_eq!(field("STREAMHITS"), "2");
+    assert_eq!(field("STREAMSTATUS"), "1");
+    assert_eq!(field("STREAMPATH"), "/a.mp3");
+    assert_eq!(field("BITRATE"), "128");
+    assert_eq!(field("SAMPLERATE"), "44100");
+    assert_eq!(field("CONTENT"), "audio/mpeg");
+    assert_eq!(field("SONGTITLE"), title);
+    assert_eq!(field("SERVERTITLE"), "Test Radio");
+    assert!(field("AVERAGETIME").parse::<u64>().is_ok(), "{xml}");
+
+    let (status, kind, json) = get("/stats?sid=2&json=1").await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("application/json"), "{kind}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["streampath"], "/b.mp3");
+    assert_eq!(v["bitrate"], 64);
+    assert_eq!(v["currentlisteners"], 0);
+    assert_eq!(v["songtitle"], title);
+
+    for path in [
+        "/stats?sid=3",
+        "/stats?sid=0",
+        "/stats?sid=x",
+        "/7.html?mount=/c.mp3",
+    ] {
+        assert_eq!(get(path).await.0, 404, "{path}");
+    }
+    // A tool polling every 2 s for a whole show is never a listener.
+    for _ in 0..20 {
+        get("/7.html").await;
+        get("/stats?sid=1").await;
+    }
+    let (_, _, after) = get("/7.html").await;
+    assert!(after.starts_with("<html><body>2,1,2,"), "{after}");
+    assert_eq!(
+        server
+            .metric("onair_listener_connections_total{mount=\"/a.mp3\"}")
+            .await,
+        2.0
+    );
+    drop((first, second));
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let lib = library_with(&["01-cbr128.mp3"]);
