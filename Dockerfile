@@ -56,16 +56,18 @@ COPY --from=builder /usr/local/bin/onair /usr/local/bin/onair
 COPY config/radio.toml /etc/onair/radio.toml
 COPY config/radio.example.toml /usr/share/onair/radio.example.toml
 COPY config/media /usr/share/onair/config/media
+# The binary contains Fraunhofer FDK AAC (the AAC mounts): its licence goes with it.
+COPY LICENSES/FDK-AAC.txt /usr/share/doc/onair/FDK-AAC.txt
 WORKDIR /usr/share/onair
 
 # Last, so that a new revision does not invalidate the layers above.
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="onair" \
-      org.opencontainers.image.description="One-process web radio: AutoDJ, MP3 encoder and Icecast-compatible streaming server" \
+      org.opencontainers.image.description="One-process web radio: AutoDJ, MP3 and AAC encoders and Icecast-compatible streaming server" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+      org.opencontainers.image.licenses="(MIT OR Apache-2.0) AND LicenseRef-FDK-AAC"
 
 USER 10001:10001
 EXPOSE 8000

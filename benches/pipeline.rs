@@ -86,19 +86,33 @@ fn encode(c: &mut Criterion) {
         channels: 2,
     };
     g.throughput(Throughput::Elements(10));
+    let run = |enc: &mut dyn Encoder| {
+        let mut out = Vec::new();
+        for block in pcm.chunks(4410 * 2) {
+            enc.encode(block, &mut out).expect("encode");
+        }
+        black_box(out.len())
+    };
     g.bench_function("mp3_128k", |b| {
         b.iter_batched(
             || Mp3Encoder::new(audio, 128).expect("encoder"),
-            |mut enc| {
-                let mut out = Vec::new();
-                for block in pcm.chunks(4410 * 2) {
-                    enc.encode(block, &mut out).expect("encode");
-                }
-                black_box(out.len())
-            },
+            |mut enc| run(&mut enc),
             BatchSize::SmallInput,
         )
     });
+    #[cfg(feature = "aac")]
+    for (name, profile, kbps) in [
+        ("aac_lc_128k", onair::config::AacProfile::Lc, 128),
+        ("aac_he_48k", onair::config::AacProfile::He, 48),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || onair::encode::AacEncoder::new(audio, profile, kbps).expect("encoder"),
+                |mut enc| run(&mut enc),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     g.finish();
 }
 

@@ -205,6 +205,8 @@ pub struct Audio {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
     Mp3,
+    /// AAC in ADTS frames.
+    Aac(AacProfile),
 }
 
 impl Codec {
@@ -212,6 +214,37 @@ impl Codec {
     pub fn name(self) -> &'static str {
         match self {
             Codec::Mp3 => "mp3",
+            Codec::Aac(_) => "aac",
+        }
+    }
+}
+
+/// Which AAC: plain LC for 96 kbps and up, HE-AAC (spectral band replication) for 24–64 kbps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AacProfile {
+    Lc,
+    He,
+}
+
+impl AacProfile {
+    /// The name used in the config file (`profile = "…"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AacProfile::Lc => "lc",
+            AacProfile::He => "he",
+        }
+    }
+
+    /// CBR bitrates (kbps) the encoder takes for this profile at `audio`'s rate and channels.
+    pub fn bitrates(self, audio: Audio) -> std::ops::RangeInclusive<u32> {
+        let stereo = audio.channels >= 2;
+        // An AAC frame holds at most 6144 bits a channel for 1024 samples: 6 bits a sample.
+        let most = 6 * audio.sample_rate * u32::from(audio.channels.max(1)) / 1000;
+        match self {
+            AacProfile::Lc if stereo => 32..=320.min(most),
+            AacProfile::Lc => 16..=256.min(most),
+            AacProfile::He if stereo => 24..=64,
+            AacProfile::He => 12..=64,
         }
     }
 }
@@ -651,6 +684,36 @@ mod tests {
             "programme.crossfade.curve = \"wobbly\"",
             "programme.crossfade.fade_out (4s) is longer than max_overlap (2s)",
             "analysis.max_speed = 0",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+        }
+    }
+
+    #[test]
+    fn aac_mounts_take_their_profile_and_refuse_what_the_encoder_cannot_do() {
+        let c = parse(
+            "[[mount]]\npath = \"/a.aac\"\ncodec = \"aac\"\n\
+             [[mount]]\npath = \"/m.aac\"\ncodec = \"aac\"\nprofile = \"he\"\nbitrate = 48\n",
+            Secrets::default(),
+        )
+        .unwrap();
+        assert_eq!(c.mounts[0].codec, Codec::Aac(AacProfile::Lc));
+        assert_eq!(c.mounts[0].bitrate_kbps, 128);
+        assert_eq!(c.mounts[1].codec, Codec::Aac(AacProfile::He));
+        let joined = invalid(
+            "[[mount]]\npath = \"/a\"\ncodec = \"aac\"\nprofile = \"he\"\nbitrate = 128\n\
+             [[mount]]\npath = \"/b\"\ncodec = \"aac\"\nprofile = \"ld\"\n\
+             [[mount]]\npath = \"/c\"\ncodec = \"aac\"\nprofile = \"he2\"\nbitrate = 32\n\
+             [[mount]]\npath = \"/d\"\nprofile = \"he\"\n\
+             [[mount]]\npath = \"/e\"\ncodec = \"vorbis\"\n",
+        )
+        .join("\n");
+        for needle in [
+            "mount[0].bitrate = 128: AAC he at 44100 Hz, 2 channel(s) takes 24–64 kbps",
+            "mount[1].profile = \"ld\": AAC profiles are [\"lc\", \"he\"]",
+            "mount[2].profile = \"he2\": HE-AAC v2 is not available yet",
+            "mount[3].profile: a profile is for AAC mounts",
+            "mount[4].codec = \"vorbis\": supported codecs are [\"mp3\", \"aac\"]",
         ] {
             assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
         }

@@ -1,6 +1,9 @@
 //! Encoders: station PCM in, whole compressed frames out, one encoder per mount. Adding a codec means
 //! one file here and one arm in [`for_mount`].
 
+#[cfg(feature = "aac")]
+mod aac;
+pub mod adts;
 mod mp3;
 pub mod mp3_frame;
 
@@ -8,6 +11,8 @@ use bytes::Bytes;
 
 use crate::config::{Audio, Codec, MountConfig};
 
+#[cfg(feature = "aac")]
+pub use aac::AacEncoder;
 pub use mp3::Mp3Encoder;
 
 /// Why an encoder failed.
@@ -37,6 +42,18 @@ pub trait Encoder: Send {
 pub fn for_mount(mount: &MountConfig, audio: Audio) -> Result<Box<dyn Encoder>, EncodeError> {
     match mount.codec {
         Codec::Mp3 => Ok(Box::new(Mp3Encoder::new(audio, mount.bitrate_kbps)?)),
+        #[cfg(feature = "aac")]
+        Codec::Aac(profile) => Ok(Box::new(AacEncoder::new(
+            audio,
+            profile,
+            mount.bitrate_kbps,
+        )?)),
+        // The config refuses AAC mounts in a build without the encoder.
+        #[cfg(not(feature = "aac"))]
+        Codec::Aac(_) => Err(EncodeError::Setup {
+            codec: "aac",
+            reason: "this build has no AAC encoder (the `aac` feature)".into(),
+        }),
     }
 }
 
@@ -44,5 +61,6 @@ pub fn for_mount(mount: &MountConfig, audio: Audio) -> Result<Box<dyn Encoder>, 
 pub fn content_type(codec: Codec) -> &'static str {
     match codec {
         Codec::Mp3 => "audio/mpeg",
+        Codec::Aac(_) => "audio/aac",
     }
 }

@@ -22,44 +22,56 @@ async fn run(cmd: Vec<String>) -> (bool, String, String) {
     .unwrap()
 }
 
+/// ffprobe's JSON for `entries` of the stream at `url`, read as a player asking for ICY titles
+/// (`-icy 1`).
+async fn ffprobe_icy(url: &str, entries: &str) -> serde_json::Value {
+    let (ok, stdout, stderr) = run(["ffprobe", "-v", "error", "-icy", "1", "-show_entries"]
+        .into_iter()
+        .map(String::from)
+        .chain([
+            entries.to_owned(),
+            "-of".into(),
+            "json".into(),
+            url.to_owned(),
+        ])
+        .collect())
+    .await;
+    assert!(ok, "ffprobe {url}: {stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// A format tag of ffprobe's JSON by name, any case: FFmpeg reports the icy-* response headers
+/// (named as the server spelled them) and StreamTitle as tags.
+fn icy_tag(v: &serde_json::Value, name: &str) -> Option<String> {
+    v["format"]["tags"].as_object().and_then(|tags| {
+        tags.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str().unwrap_or_default().to_string())
+    })
+}
+
 #[tokio::test]
 async fn ffprobe_reads_the_stream_and_its_title() {
     require("ffprobe");
     let lib = library_with(&["02-vbr48k-utf8.mp3"]);
     let server = TestServer::start(config_for(lib.path(), "")).await;
     server.wait_ready().await;
-    let (ok, stdout, stderr) = run(vec![
-        "ffprobe".into(),
-        "-v".into(),
-        "error".into(),
-        "-icy".into(),
-        "1".into(),
-        "-show_entries".into(),
-        "stream=codec_name,sample_rate,channels,bit_rate:format_tags".into(),
-        "-of".into(),
-        "json".into(),
-        server.url("/radio.mp3"),
-    ])
+    let v = ffprobe_icy(
+        &server.url("/radio.mp3"),
+        "stream=codec_name,sample_rate,channels,bit_rate:format_tags",
+    )
     .await;
-    assert!(ok, "ffprobe failed: {stderr}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let s = &v["streams"][0];
     assert_eq!(s["codec_name"], "mp3");
     assert_eq!(s["sample_rate"], "44100");
     assert_eq!(s["channels"], 2);
-    // FFmpeg reports the icy-* response headers as tags, named as the server spelled them.
-    let tags = v["format"]["tags"].as_object().expect("format tags");
-    let tag = |name: &str| {
-        tags.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str().unwrap_or_default().to_string())
-    };
-    assert_eq!(tag("icy-name").as_deref(), Some("Test Radio"), "{stdout}");
+    let tag = |name: &str| icy_tag(&v, name);
+    assert_eq!(tag("icy-name").as_deref(), Some("Test Radio"), "{v}");
     assert_eq!(tag("icy-br").as_deref(), Some("128"));
     assert_eq!(
         tag("StreamTitle").as_deref(),
         Some("Zoë & Łukasz - Été à Paris — Café"),
-        "{stdout}"
+        "{v}"
     );
     server.shutdown().await.unwrap();
 }
@@ -117,5 +129,87 @@ async fn mpg123_plays_the_stream_and_shows_the_title() {
         stderr.contains("Decoding of radio.mp3 finished"),
         "{stderr}"
     );
+    server.shutdown().await.unwrap();
+}
+
+/// The AAC mounts, one per profile: ffprobe names codec, profile, rate and channels as the
+/// config asks; ffmpeg decodes 20 s of each with no error, and what it decodes is the
+/// library's tone, unbroken. The LC mount also carries its ICY titles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aac_lc_and_he_mounts_play_in_ffmpeg() {
+    use crate::support::synth::{Programme, Synth, present};
+    require("ffmpeg");
+    require("ffprobe");
+    let lib = tempfile::tempdir().unwrap();
+    Synth::new(44_100)
+        .tone(1000.0, 60.0, -20.0)
+        .write_wav(&lib.path().join("tone.wav"));
+    let server = TestServer::start(config_for(
+        lib.path(),
+        "[[mount]]\npath = \"/radio.aac\"\ncodec = \"aac\"\nbitrate = 128\n\
+         [[mount]]\npath = \"/he.aac\"\ncodec = \"aac\"\nprofile = \"he\"\nbitrate = 48\n",
+    ))
+    .await;
+    server.wait_ready().await;
+    let mounts = [("/radio.aac", "LC"), ("/he.aac", "HE-AAC")];
+    for (path, profile) in mounts {
+        let v = ffprobe_icy(
+            &server.url(path),
+            "stream=codec_name,profile,sample_rate,channels",
+        )
+        .await;
+        let s = &v["streams"][0];
+        assert_eq!(s["codec_name"], "aac", "{path}: {v}");
+        assert_eq!(s["profile"], profile, "{path}: {v}");
+        assert_eq!(s["sample_rate"], "44100", "{path}: {v}");
+        assert_eq!(s["channels"], 2, "{path}: {v}");
+    }
+    // 20 s of each mount at once, decoded to PCM.
+    let decodes = mounts.map(|(path, _)| {
+        let url = server.url(path);
+        tokio::task::spawn_blocking(move || {
+            Command::new("timeout")
+                .arg("40")
+                .args(["ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i"])
+                .arg(&url)
+                .args(["-t", "20", "-ac", "2", "-ar", "44100", "-f", "f32le", "-"])
+                .output()
+                .expect("run ffmpeg")
+        })
+    });
+    for ((path, _), decode) in mounts.iter().zip(decodes) {
+        let out = decode.await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "ffmpeg {path}: {stderr}");
+        assert!(stderr.trim().is_empty(), "ffmpeg {path} printed: {stderr}");
+        let programme = Programme {
+            rate: 44_100,
+            pcm: out
+                .stdout
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        };
+        let seconds = programme.pcm.len() as f64 / 2.0 / 44_100.0;
+        assert!(seconds > 19.5, "{path}: {seconds:.1} s decoded");
+        // The tone, -20 dBFS, read back through each codec (HE's SBR rebuilds the highs only).
+        let heard = present(&programme.band(1000.0), -30.0, 1.0);
+        let longest = heard.iter().map(|(a, b)| b - a).fold(0.0, f64::max);
+        assert!(longest > 19.0, "{path}: 1 kHz heard in {heard:?}");
+        let gaps = programme.gaps(-50.0, 0.25);
+        assert!(gaps.is_empty(), "{path}: silences {gaps:?}");
+    }
+    // ICY titles ride an AAC mount as they do an MP3 one.
+    let v = ffprobe_icy(&server.url("/radio.aac"), "format_tags").await;
+    assert_eq!(icy_tag(&v, "icy-br").as_deref(), Some("128"), "{v}");
+    assert_eq!(icy_tag(&v, "StreamTitle").as_deref(), Some("tone"), "{v}");
+    let status = server.status().await;
+    let types: Vec<&str> = status["icestats"]["source"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["server_type"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(types, ["audio/aac"; 2]);
     server.shutdown().await.unwrap();
 }

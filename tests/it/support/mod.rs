@@ -205,6 +205,16 @@ impl TestServer {
         metric_at(&self.url("/metrics"), series).await
     }
 
+    /// `/status-json.xsl`, parsed.
+    pub async fn status(&self) -> serde_json::Value {
+        reqwest::get(self.url("/status-json.xsl"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Whether `run` has returned (it failed to start, or was stopped).
     pub fn task_finished(&self) -> bool {
         self.task.is_finished()
