@@ -104,6 +104,7 @@ fn encode(c: &mut Criterion) {
     for (name, profile, kbps) in [
         ("aac_lc_128k", onair::config::AacProfile::Lc, 128),
         ("aac_he_48k", onair::config::AacProfile::He, 48),
+        ("aac_he2_32k", onair::config::AacProfile::HeV2, 32),
     ] {
         g.bench_function(name, |b| {
             b.iter_batched(

@@ -219,11 +219,13 @@ impl Codec {
     }
 }
 
-/// Which AAC: plain LC for 96 kbps and up, HE-AAC (spectral band replication) for 24–64 kbps.
+/// Which AAC: plain LC for 96 kbps and up, HE-AAC (spectral band replication) for 24–64 kbps,
+/// HE-AAC v2 (parametric stereo on top) for the lowest stereo bitrates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AacProfile {
     Lc,
     He,
+    HeV2,
 }
 
 impl AacProfile {
@@ -232,6 +234,7 @@ impl AacProfile {
         match self {
             AacProfile::Lc => "lc",
             AacProfile::He => "he",
+            AacProfile::HeV2 => "he2",
         }
     }
 
@@ -245,6 +248,7 @@ impl AacProfile {
             AacProfile::Lc => 16..=256.min(most),
             AacProfile::He if stereo => 24..=64,
             AacProfile::He => 12..=64,
+            AacProfile::HeV2 => 16..=48,
         }
     }
 }
@@ -703,15 +707,16 @@ mod tests {
         let joined = invalid(
             "[[mount]]\npath = \"/a\"\ncodec = \"aac\"\nprofile = \"he\"\nbitrate = 128\n\
              [[mount]]\npath = \"/b\"\ncodec = \"aac\"\nprofile = \"ld\"\n\
+             [audio]\nchannels = 1\n\
              [[mount]]\npath = \"/c\"\ncodec = \"aac\"\nprofile = \"he2\"\nbitrate = 32\n\
              [[mount]]\npath = \"/d\"\nprofile = \"he\"\n\
              [[mount]]\npath = \"/e\"\ncodec = \"vorbis\"\n",
         )
         .join("\n");
         for needle in [
-            "mount[0].bitrate = 128: AAC he at 44100 Hz, 2 channel(s) takes 24–64 kbps",
-            "mount[1].profile = \"ld\": AAC profiles are [\"lc\", \"he\"]",
-            "mount[2].profile = \"he2\": HE-AAC v2 is not available yet",
+            "mount[0].bitrate = 128: AAC he at 44100 Hz, 1 channel(s) takes 12–64 kbps",
+            "mount[1].profile = \"ld\": AAC profiles are [\"lc\", \"he\", \"he2\"]",
+            "mount[2].profile = \"he2\": HE-AAC v2 is parametric stereo and needs [audio] channels = 2",
             "mount[3].profile: a profile is for AAC mounts",
             "mount[4].codec = \"vorbis\": supported codecs are [\"mp3\", \"aac\"]",
         ] {

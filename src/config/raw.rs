@@ -153,7 +153,7 @@ struct RawMount {
     codec: String,
     #[serde(default = "default_bitrate")]
     bitrate: u32,
-    /// AAC only: `lc` (default) or `he`.
+    /// AAC only: `lc` (default), `he` or `he2`.
     #[serde(default)]
     profile: Option<String>,
     #[serde(default = "default_burst")]
@@ -364,18 +364,10 @@ impl RawMount {
         match self.profile.as_deref().unwrap_or("lc") {
             "lc" => AacProfile::Lc,
             "he" => AacProfile::He,
-            // FDK's parametric-stereo encoder crashes (SIGSEGV in FDKaacEnc_EncodeFrame) as
-            // fdk-aac-sys 0.5 builds it: refused until that is solved.
-            "he2" => {
-                errors.push(format!(
-                    "{} = \"he2\": HE-AAC v2 is not available yet; use \"he\" (24-64 kbps)",
-                    field("profile")
-                ));
-                AacProfile::He
-            }
+            "he2" => AacProfile::HeV2,
             other => {
                 errors.push(format!(
-                    "{} = {other:?}: AAC profiles are [\"lc\", \"he\"]",
+                    "{} = {other:?}: AAC profiles are [\"lc\", \"he\", \"he2\"]",
                     field("profile")
                 ));
                 AacProfile::Lc
@@ -450,6 +442,12 @@ impl RawMount {
                     audio.channels,
                     allowed.start(),
                     allowed.end()
+                ));
+            }
+            if profile == AacProfile::HeV2 && audio.channels != 2 {
+                errors.push(format!(
+                    "{} = \"he2\": HE-AAC v2 is parametric stereo and needs [audio] channels = 2",
+                    field("profile")
                 ));
             }
             if profile != AacProfile::Lc && audio.sample_rate < 32000 {

@@ -1,8 +1,11 @@
 //! AAC CBR in ADTS frames through Fraunhofer FDK AAC (the `fdk-aac` crate builds it from
-//! source): LC and HE-AAC (SBR). FDK takes interleaved
-//! 16-bit PCM and gives one access unit per call once it holds a frame's worth (1024 samples a
-//! channel for LC, 2048 with SBR); what it returns is split on ADTS headers so the ring stores
-//! whole frames.
+//! source): LC, HE-AAC (SBR) and HE-AAC v2 (SBR and parametric stereo). FDK takes interleaved
+//! 16-bit PCM and gives one access unit per frame's worth (1024 samples a channel for LC, 2048
+//! with SBR); what it returns is split on ADTS headers so the ring stores whole frames.
+//!
+//! FDK is handed exactly one frame of input a call. Given part of a frame, it places the rest
+//! by the core's channel count, which parametric stereo halves: the second part of a frame then
+//! lands past its buffer (a crash in `FDKaacEnc_EncodeFrame`).
 
 use bytes::Bytes;
 use fdk_aac::enc::{AudioObjectType, BitRate, ChannelMode, EncoderParams, Transport};
@@ -12,17 +15,16 @@ use super::{EncodeError, Encoder};
 use crate::config::{AacProfile, Audio};
 
 const CODEC: &str = "aac";
-/// The output buffer: an access unit is at most 6144 bits a channel, but FDK writes its
-/// bitstream through a larger work buffer and wants room beyond that (with 1.5 KiB it crashed).
+/// The output buffer: an access unit is at most 6144 bits a channel; room to spare.
 const OUTPUT_BYTES: usize = 8192;
-/// Samples (all channels) handed to FDK a call: one LC frame's worth of stereo.
-const INPUT_SAMPLES: usize = 2048;
 
 /// A live AAC encoder for one mount.
 pub struct AacEncoder {
     fdk: fdk_aac::enc::Encoder,
-    /// The station PCM as 16-bit samples, reused between calls.
+    /// Station PCM as 16-bit samples, not yet a whole frame.
     pcm: Vec<i16>,
+    /// Samples (all channels) in one frame of input.
+    frame_samples: usize,
     output: Vec<u8>,
     splitter: AdtsSplitter,
 }
@@ -45,6 +47,7 @@ impl AacEncoder {
         let audio_object_type = match profile {
             AacProfile::Lc => AudioObjectType::Mpeg4LowComplexity,
             AacProfile::He => AudioObjectType::Mpeg4HeAac,
+            AacProfile::HeV2 => AudioObjectType::Mpeg4HeAacV2,
         };
         let fdk = fdk_aac::enc::Encoder::new(EncoderParams {
             bit_rate: BitRate::Cbr(bitrate_kbps * 1000),
@@ -61,9 +64,17 @@ impl AacEncoder {
                 audio.channels
             ))
         })?;
+        let info = fdk
+            .info()
+            .map_err(|e| setup(format!("reading the encoder's frame length: {e}")))?;
+        let frame_samples = info.frameLength as usize * usize::from(audio.channels);
+        if frame_samples == 0 {
+            return Err(setup("the encoder reports no frame length".into()));
+        }
         Ok(AacEncoder {
             fdk,
-            pcm: Vec::new(),
+            pcm: Vec::with_capacity(frame_samples * 2),
+            frame_samples,
             output: vec![0; OUTPUT_BYTES],
             splitter: AdtsSplitter::default(),
         })
@@ -80,30 +91,36 @@ impl Encoder for AacEncoder {
     }
 
     fn encode(&mut self, pcm: &[f32], out: &mut Vec<Bytes>) -> Result<(), EncodeError> {
-        self.pcm.clear();
         // The mixer's limiter keeps samples within ±1; the clamp is for the rounding.
         self.pcm.extend(
             pcm.iter()
                 .map(|&s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16),
         );
-        let mut input = &self.pcm[..];
-        // FDK takes what fits its frame buffer and returns at most one access unit a call.
-        loop {
-            let info = self
-                .fdk
-                .encode(&input[..input.len().min(INPUT_SAMPLES)], &mut self.output)
-                .map_err(|e| EncodeError::Failed {
+        let mut start = 0;
+        while self.pcm.len() - start >= self.frame_samples {
+            let frame = &self.pcm[start..start + self.frame_samples];
+            let info =
+                self.fdk
+                    .encode(frame, &mut self.output)
+                    .map_err(|e| EncodeError::Failed {
+                        codec: CODEC,
+                        reason: e.to_string(),
+                    })?;
+            if info.input_consumed != frame.len() {
+                return Err(EncodeError::Failed {
                     codec: CODEC,
-                    reason: e.to_string(),
-                })?;
-            if info.output_size > 0 {
-                self.splitter.push(&self.output[..info.output_size], out);
+                    reason: format!(
+                        "took {} of a {}-sample frame",
+                        info.input_consumed,
+                        frame.len()
+                    ),
+                });
             }
-            input = &input[info.input_consumed.min(input.len())..];
-            if info.input_consumed == 0 && info.output_size == 0 {
-                return Ok(());
-            }
+            self.splitter.push(&self.output[..info.output_size], out);
+            start += self.frame_samples;
         }
+        self.pcm.drain(..start);
+        Ok(())
     }
 
     fn flush(&mut self, _out: &mut Vec<Bytes>) -> Result<(), EncodeError> {
@@ -131,9 +148,11 @@ mod tests {
             channels: 2,
         };
         // (profile, kbps, samples per channel in a frame)
-        for (profile, kbps, frame_samples) in
-            [(AacProfile::Lc, 128, 1024), (AacProfile::He, 48, 2048)]
-        {
+        for (profile, kbps, frame_samples) in [
+            (AacProfile::Lc, 128, 1024),
+            (AacProfile::He, 48, 2048),
+            (AacProfile::HeV2, 32, 2048),
+        ] {
             let mut enc = AacEncoder::new(audio, profile, kbps).unwrap();
             let mut out = Vec::new();
             for chunk in tone(4).chunks(4410 * 2) {
@@ -163,8 +182,11 @@ mod tests {
                 sample_rate,
                 channels,
             };
-            for profile in [AacProfile::Lc, AacProfile::He] {
-                if profile == AacProfile::He && sample_rate < 32000 {
+            for profile in [AacProfile::Lc, AacProfile::He, AacProfile::HeV2] {
+                if profile == AacProfile::HeV2 && channels != 2 {
+                    continue; // refused by the config
+                }
+                if profile != AacProfile::Lc && sample_rate < 32000 {
                     continue; // refused by the config
                 }
                 let range = profile.bitrates(audio);

@@ -136,7 +136,7 @@ async fn mpg123_plays_the_stream_and_shows_the_title() {
 /// config asks; ffmpeg decodes 20 s of each with no error, and what it decodes is the
 /// library's tone, unbroken. The LC mount also carries its ICY titles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aac_lc_and_he_mounts_play_in_ffmpeg() {
+async fn aac_mounts_in_every_profile_play_in_ffmpeg() {
     use crate::support::synth::{Programme, Synth, present};
     require("ffmpeg");
     require("ffprobe");
@@ -147,11 +147,16 @@ async fn aac_lc_and_he_mounts_play_in_ffmpeg() {
     let server = TestServer::start(config_for(
         lib.path(),
         "[[mount]]\npath = \"/radio.aac\"\ncodec = \"aac\"\nbitrate = 128\n\
-         [[mount]]\npath = \"/he.aac\"\ncodec = \"aac\"\nprofile = \"he\"\nbitrate = 48\n",
+         [[mount]]\npath = \"/he.aac\"\ncodec = \"aac\"\nprofile = \"he\"\nbitrate = 48\n\
+         [[mount]]\npath = \"/he2.aac\"\ncodec = \"aac\"\nprofile = \"he2\"\nbitrate = 32\n",
     ))
     .await;
     server.wait_ready().await;
-    let mounts = [("/radio.aac", "LC"), ("/he.aac", "HE-AAC")];
+    let mounts = [
+        ("/radio.aac", "LC"),
+        ("/he.aac", "HE-AAC"),
+        ("/he2.aac", "HE-AACv2"),
+    ];
     for (path, profile) in mounts {
         let v = ffprobe_icy(
             &server.url(path),
@@ -210,6 +215,6 @@ async fn aac_lc_and_he_mounts_play_in_ffmpeg() {
         .iter()
         .map(|s| s["server_type"].as_str().unwrap_or_default())
         .collect();
-    assert_eq!(types, ["audio/aac"; 2]);
+    assert_eq!(types, ["audio/aac"; 3]);
     server.shutdown().await.unwrap();
 }
