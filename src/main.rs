@@ -106,6 +106,8 @@ fn serve(config: onair::Config, log_dropped: prometheus::IntCounter) -> anyhow::
         .build()
         .context("starting the async runtime")?;
     let result = runtime.block_on(async {
+        // Before the port is bound: once a client can connect, a SIGTERM is a clean stop.
+        let shutdown = shutdown_signal()?;
         let listen = config.server.listen;
         let listener =
             onair::http::bind(listen).with_context(|| format!("listening on {listen}"))?;
@@ -114,7 +116,7 @@ fn serve(config: onair::Config, log_dropped: prometheus::IntCounter) -> anyhow::
             log_dropped,
             ..onair::Options::default()
         };
-        onair::run_with(config, listener, shutdown_signal(), options).await
+        onair::run_with(config, listener, shutdown, options).await
     });
     // Blocking work still running (a cache write, a stuck stage after a failure) must not hold
     // the exit: the orchestrator replaces a failed process within seconds only if it ends.
@@ -150,22 +152,18 @@ fn reopen_on_sighup() -> anyhow::Result<onair::Reopen> {
     Ok(reopen)
 }
 
-/// Completes on SIGTERM (what Kubernetes and `podman stop` send) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// Completes on SIGTERM (what Kubernetes and `podman stop` send) or SIGINT (Ctrl-C). Both are
+/// watched from this call on, before anything is served: a watch set up when the future is
+/// first polled left a moment, with the server already answering, in which a SIGTERM took the
+/// default action and killed the process (seen in CI).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    let mut term = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
+            _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "signal received"),
         }
-    };
-    tokio::select! {
-        _ = term => tracing::info!(signal = "SIGTERM", "signal received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "signal received"),
-    }
+    })
 }

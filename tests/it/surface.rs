@@ -356,6 +356,35 @@ fn check_config_lists_every_error_and_exits_2() {
     assert!(good.status.success());
 }
 
+/// A pod is often stopped while it starts (a rollout replaced at once): a SIGTERM that comes as
+/// soon as the port takes connections is a clean stop, never the signal's default kill.
+#[test]
+fn a_sigterm_as_soon_as_the_port_answers_is_a_clean_stop() {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_onair"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("ONAIR_CONFIG", "config/radio.toml")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "never listened");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{status}");
+    }
+}
+
 #[test]
 fn the_binary_logs_json_and_exits_0_on_sigterm() {
     let port = free_port();
