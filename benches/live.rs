@@ -270,9 +270,10 @@ impl Show {
         };
         let mut encoder = Mp3Encoder::new(audio, 128).expect("encoder");
         let mut frames = Vec::new();
-        encoder.encode(&pcm, &mut frames).expect("encode");
-        encoder.flush(&mut frames).expect("flush");
-        let bytes: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+        let title = onair::title::StreamTitle::new("beeps");
+        encoder.encode(&pcm, &title, &mut frames).expect("encode");
+        encoder.flush(&title, &mut frames).expect("flush");
+        let bytes: Vec<u8> = frames.iter().flat_map(|f| f.data.iter().copied()).collect();
         let (_, beeps) = find_sounds(&bytes);
         let beep_frames = beeps
             .iter()
@@ -282,7 +283,7 @@ impl Show {
             })
             .collect();
         Show {
-            frames,
+            frames: frames.into_iter().map(|f| f.data).collect(),
             beep_frames,
         }
     }

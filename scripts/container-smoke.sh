@@ -323,7 +323,7 @@ python3 - "$IMAGE" "$image_bytes" "$rss_kb" "$cpu_pct" "$stop_secs" "$build_secs
 import sys
 image, size, rss, cpu, stop, build, busy, n, cpu_busy = sys.argv[1:]
 print(f"container-smoke: ok: {image} {int(size) / 1e6:.1f} MB (built in {build} s); "
-      f"idle (the demo's 3 mounts, no listener): RSS {int(rss) / 1024:.1f} MiB, CPU {cpu} % of a core; "
+      f"idle (the demo's 4 mounts, no listener): RSS {int(rss) / 1024:.1f} MiB, CPU {cpu} % of a core; "
       f"{n} listeners: RSS {int(busy) / 1024:.1f} MiB, CPU {cpu_busy} %; "
       f"podman stop with them connected: {stop} s, exit 0")
 EOF

@@ -53,7 +53,7 @@ echo "==> cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "==> cargo clippy" >&2
 cargo clippy --all-targets --locked -- -D warnings
-# The build without the FDK AAC encoder (README: "Mounts: MP3 and AAC") stays warning-free too.
+# The build without the FDK AAC encoder (README: "Mounts: MP3, AAC and Opus") stays warning-free too.
 cargo clippy --locked --no-default-features -- -D warnings
 # The drills are a test target that plain `cargo test` (and so --all-targets) leaves out.
 cargo clippy --test drills --locked -- -D warnings

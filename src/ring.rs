@@ -15,11 +15,27 @@ use bytes::Bytes;
 
 use crate::title::StreamTitle;
 
-/// One encoded frame and the title in force when it was produced.
+/// One encoded frame (an MP3 or ADTS frame, or whole Ogg pages) and the title in force when it
+/// was produced.
 #[derive(Clone, Debug)]
 pub struct Frame {
     pub data: Bytes,
     pub title: Arc<StreamTitle>,
+    /// What a reader whose stream starts at this frame must be sent before it: the header pages
+    /// of the Ogg logical stream the frame belongs to. Empty for MP3 and ADTS, and for the
+    /// header pages themselves, which are frames of their own.
+    pub header: Bytes,
+}
+
+impl Frame {
+    /// A frame that needs nothing before it (MP3, ADTS).
+    pub fn new(data: Bytes, title: &Arc<StreamTitle>) -> Frame {
+        Frame {
+            data,
+            title: Arc::clone(title),
+            header: Bytes::new(),
+        }
+    }
 }
 
 /// The broadcast history of one mount.
@@ -177,10 +193,7 @@ mod tests {
 
     fn frames(n: usize, size: usize, title: &Arc<StreamTitle>) -> Vec<Frame> {
         (0..n)
-            .map(|i| Frame {
-                data: Bytes::from(vec![i as u8; size]),
-                title: Arc::clone(title),
-            })
+            .map(|i| Frame::new(Bytes::from(vec![i as u8; size]), title))
             .collect()
     }
 

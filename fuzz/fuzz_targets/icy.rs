@@ -174,10 +174,7 @@ fn check_stream(titles: &[Arc<StreamTitle>; 2], params: &[u8]) {
                 }
             }
         }
-        published.push(Frame {
-            data,
-            title: Arc::clone(&titles[t]),
-        });
+        published.push(Frame::new(data, &titles[t]));
     }
 
     // Published in two batches, drained after each, as the fan-out thread does on wake-ups.

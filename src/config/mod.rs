@@ -207,6 +207,8 @@ pub enum Codec {
     Mp3,
     /// AAC in ADTS frames.
     Aac(AacProfile),
+    /// Opus in Ogg, at 48 kHz whatever the station rate.
+    Opus,
 }
 
 impl Codec {
@@ -215,6 +217,21 @@ impl Codec {
         match self {
             Codec::Mp3 => "mp3",
             Codec::Aac(_) => "aac",
+            Codec::Opus => "opus",
+        }
+    }
+
+    /// Whether listeners may get ICY metadata blocks. Ogg streams carry their titles in the
+    /// stream itself (Icecast sends no `icy-metaint` on them either).
+    pub fn carries_icy(self) -> bool {
+        !matches!(self, Codec::Opus)
+    }
+
+    /// The sample rate the mount's stream is encoded at.
+    pub fn output_rate(self, audio: Audio) -> u32 {
+        match self {
+            Codec::Opus => crate::encode::OPUS_RATE,
+            _ => audio.sample_rate,
         }
     }
 }
@@ -718,7 +735,7 @@ mod tests {
             "mount[1].profile = \"ld\": AAC profiles are [\"lc\", \"he\", \"he2\"]",
             "mount[2].profile = \"he2\": HE-AAC v2 is parametric stereo and needs [audio] channels = 2",
             "mount[3].profile: a profile is for AAC mounts",
-            "mount[4].codec = \"vorbis\": supported codecs are [\"mp3\", \"aac\"]",
+            "mount[4].codec = \"vorbis\": supported codecs are [\"mp3\", \"aac\", \"opus\"]",
         ] {
             assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
         }

@@ -19,6 +19,8 @@ use super::{
 
 /// Sample rates an MP3 (MPEG-1/2/2.5 Layer III) stream can carry.
 const MP3_SAMPLE_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
+/// Bitrates libopus accepts, in kbps.
+const OPUS_BITRATES: std::ops::RangeInclusive<u32> = 6..=510;
 /// Constant bitrates LAME accepts, in kbps.
 const MP3_BITRATES: [u32; 16] = [
     8, 16, 24, 32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
@@ -416,15 +418,16 @@ impl RawMount {
         let codec = match self.codec.as_str() {
             "mp3" => Codec::Mp3,
             "aac" => Codec::Aac(self.aac_profile(&field, errors)),
+            "opus" => Codec::Opus,
             other => {
                 errors.push(format!(
-                    "{} = {other:?}: supported codecs are [\"mp3\", \"aac\"]",
+                    "{} = {other:?}: supported codecs are [\"mp3\", \"aac\", \"opus\"]",
                     field("codec")
                 ));
                 Codec::Mp3
             }
         };
-        if codec == Codec::Mp3 && self.profile.is_some() {
+        if !matches!(codec, Codec::Aac(_)) && self.profile.is_some() {
             errors.push(format!(
                 "{}: a profile is for AAC mounts (codec = \"aac\")",
                 field("profile")
@@ -456,6 +459,23 @@ impl RawMount {
                     field("profile"),
                     profile.name(),
                     audio.sample_rate
+                ));
+            }
+        } else if codec == Codec::Opus {
+            if !OPUS_BITRATES.contains(&self.bitrate) {
+                errors.push(format!(
+                    "{} = {}: Opus takes {}–{} kbps",
+                    field("bitrate"),
+                    self.bitrate,
+                    OPUS_BITRATES.start(),
+                    OPUS_BITRATES.end()
+                ));
+            }
+            if audio.channels > 2 {
+                errors.push(format!(
+                    "{}: Opus mounts carry mono or stereo, not {} channels",
+                    field("codec"),
+                    audio.channels
                 ));
             }
         } else if !MP3_BITRATES.contains(&self.bitrate) {

@@ -7,12 +7,16 @@
 //! by the core's channel count, which parametric stereo halves: the second part of a frame then
 //! lands past its buffer (a crash in `FDKaacEnc_EncodeFrame`).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use fdk_aac::enc::{AudioObjectType, BitRate, ChannelMode, EncoderParams, Transport};
 
 use super::adts::AdtsSplitter;
 use super::{EncodeError, Encoder};
 use crate::config::{AacProfile, Audio};
+use crate::ring::Frame;
+use crate::title::StreamTitle;
 
 const CODEC: &str = "aac";
 /// The output buffer: an access unit is at most 6144 bits a channel; room to spare.
@@ -27,6 +31,8 @@ pub struct AacEncoder {
     frame_samples: usize,
     output: Vec<u8>,
     splitter: AdtsSplitter,
+    /// Whole ADTS frames of one call.
+    frames: Vec<Bytes>,
 }
 
 impl AacEncoder {
@@ -77,6 +83,7 @@ impl AacEncoder {
             frame_samples,
             output: vec![0; OUTPUT_BYTES],
             splitter: AdtsSplitter::default(),
+            frames: Vec::new(),
         })
     }
 }
@@ -86,11 +93,12 @@ impl Encoder for AacEncoder {
         "audio/aac"
     }
 
-    fn stream_header(&self) -> Bytes {
-        Bytes::new()
-    }
-
-    fn encode(&mut self, pcm: &[f32], out: &mut Vec<Bytes>) -> Result<(), EncodeError> {
+    fn encode(
+        &mut self,
+        pcm: &[f32],
+        title: &Arc<StreamTitle>,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), EncodeError> {
         // The mixer's limiter keeps samples within ±1; the clamp is for the rounding.
         self.pcm.extend(
             pcm.iter()
@@ -116,14 +124,20 @@ impl Encoder for AacEncoder {
                     ),
                 });
             }
-            self.splitter.push(&self.output[..info.output_size], out);
+            self.splitter
+                .push(&self.output[..info.output_size], &mut self.frames);
             start += self.frame_samples;
         }
         self.pcm.drain(..start);
+        out.extend(self.frames.drain(..).map(|f| Frame::new(f, title)));
         Ok(())
     }
 
-    fn flush(&mut self, _out: &mut Vec<Bytes>) -> Result<(), EncodeError> {
+    fn flush(
+        &mut self,
+        _title: &Arc<StreamTitle>,
+        _out: &mut Vec<Frame>,
+    ) -> Result<(), EncodeError> {
         // The crate has no call for FDK's end of stream; what FDK still holds at shutdown is
         // under two frames (50–100 ms), after which the stream ends anyway.
         Ok(())
@@ -156,8 +170,9 @@ mod tests {
             let mut enc = AacEncoder::new(audio, profile, kbps).unwrap();
             let mut out = Vec::new();
             for chunk in tone(4).chunks(4410 * 2) {
-                enc.encode(chunk, &mut out).unwrap();
+                enc.encode(chunk, &StreamTitle::new("t"), &mut out).unwrap();
             }
+            let out: Vec<Bytes> = out.into_iter().map(|f| f.data).collect();
             assert!(out.iter().all(|f| adts::frame_len(f) == Some(f.len())));
             let expected = 4 * 44100 / frame_samples;
             assert!(

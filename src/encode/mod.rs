@@ -6,14 +6,18 @@ mod aac;
 pub mod adts;
 mod mp3;
 pub mod mp3_frame;
+mod opus;
 
-use bytes::Bytes;
+use std::sync::Arc;
 
 use crate::config::{Audio, Codec, MountConfig};
+use crate::ring::Frame;
+use crate::title::StreamTitle;
 
 #[cfg(feature = "aac")]
 pub use aac::AacEncoder;
 pub use mp3::Mp3Encoder;
+pub use opus::{OPUS_RATE, OpusEncoder};
 
 /// Why an encoder failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +34,16 @@ pub enum EncodeError {
 pub trait Encoder: Send {
     /// MIME type of the stream.
     fn content_type(&self) -> &'static str;
-    /// Bytes a listener needs before any frame (Ogg/Opus header pages); empty for MP3 and ADTS.
-    fn stream_header(&self) -> Bytes;
-    /// Consumes interleaved f32 PCM at the station rate and appends complete frames to `out`.
-    fn encode(&mut self, pcm: &[f32], out: &mut Vec<Bytes>) -> Result<(), EncodeError>;
+    /// Consumes interleaved f32 PCM at the station rate, produced while `title` was on air,
+    /// and appends complete frames to `out` as the ring stores them.
+    fn encode(
+        &mut self,
+        pcm: &[f32],
+        title: &Arc<StreamTitle>,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), EncodeError>;
     /// Pushes out what the encoder still buffers (at shutdown).
-    fn flush(&mut self, out: &mut Vec<Bytes>) -> Result<(), EncodeError>;
+    fn flush(&mut self, title: &Arc<StreamTitle>, out: &mut Vec<Frame>) -> Result<(), EncodeError>;
 }
 
 /// Builds the encoder a mount asks for.
@@ -48,6 +56,7 @@ pub fn for_mount(mount: &MountConfig, audio: Audio) -> Result<Box<dyn Encoder>, 
             profile,
             mount.bitrate_kbps,
         )?)),
+        Codec::Opus => Ok(Box::new(OpusEncoder::new(audio, mount.bitrate_kbps)?)),
         // The config refuses AAC mounts in a build without the encoder.
         #[cfg(not(feature = "aac"))]
         Codec::Aac(_) => Err(EncodeError::Setup {
@@ -62,5 +71,6 @@ pub fn content_type(codec: Codec) -> &'static str {
     match codec {
         Codec::Mp3 => "audio/mpeg",
         Codec::Aac(_) => "audio/aac",
+        Codec::Opus => "audio/ogg",
     }
 }

@@ -2,6 +2,8 @@
 //! align with MPEG frames, so it goes through a [`FrameSplitter`] and the ring stores whole frames:
 //! that is what lets a listener start on a frame boundary.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use mp3lame_encoder::{
     Bitrate, Builder, FlushNoGap, InterleavedPcm, Mode, MonoPcm, Quality, VbrMode,
@@ -10,6 +12,8 @@ use mp3lame_encoder::{
 use super::mp3_frame::{FrameHeader, FrameSplitter};
 use super::{EncodeError, Encoder};
 use crate::config::Audio;
+use crate::ring::Frame;
+use crate::title::StreamTitle;
 
 const CODEC: &str = "mp3";
 
@@ -90,10 +94,10 @@ impl Mp3Encoder {
         })
     }
 
-    fn split(&mut self, out: &mut Vec<Bytes>) {
+    fn split(&mut self, title: &Arc<StreamTitle>, out: &mut Vec<Frame>) {
         self.splitter.push(&self.scratch, &mut self.frames);
         self.scratch.clear();
-        out.extend(self.frames.drain(..).map(|(_, frame)| frame));
+        out.extend(self.frames.drain(..).map(|(_, f)| Frame::new(f, title)));
     }
 }
 
@@ -102,11 +106,12 @@ impl Encoder for Mp3Encoder {
         "audio/mpeg"
     }
 
-    fn stream_header(&self) -> Bytes {
-        Bytes::new()
-    }
-
-    fn encode(&mut self, pcm: &[f32], out: &mut Vec<Bytes>) -> Result<(), EncodeError> {
+    fn encode(
+        &mut self,
+        pcm: &[f32],
+        title: &Arc<StreamTitle>,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), EncodeError> {
         let frames = pcm.len() / usize::from(self.channels.max(1));
         self.scratch
             .reserve(mp3lame_encoder::max_required_buffer_size(frames));
@@ -120,11 +125,11 @@ impl Encoder for Mp3Encoder {
             codec: CODEC,
             reason: format!("{e:?}"),
         })?;
-        self.split(out);
+        self.split(title, out);
         Ok(())
     }
 
-    fn flush(&mut self, out: &mut Vec<Bytes>) -> Result<(), EncodeError> {
+    fn flush(&mut self, title: &Arc<StreamTitle>, out: &mut Vec<Frame>) -> Result<(), EncodeError> {
         self.scratch.reserve(7200);
         self.lame
             .flush_to_vec::<FlushNoGap>(&mut self.scratch)
@@ -132,7 +137,7 @@ impl Encoder for Mp3Encoder {
                 codec: CODEC,
                 reason: format!("{e:?}"),
             })?;
-        self.split(out);
+        self.split(title, out);
         Ok(())
     }
 }
@@ -151,11 +156,13 @@ mod tests {
         let pcm: Vec<f32> = (0..44100 * 2)
             .map(|i| ((i / 2) as f32 * 440.0 * std::f32::consts::TAU / 44100.0).sin() * 0.5)
             .collect();
+        let title = StreamTitle::new("t");
         let mut out = Vec::new();
         for chunk in pcm.chunks(4410 * 2) {
-            enc.encode(chunk, &mut out).unwrap();
+            enc.encode(chunk, &title, &mut out).unwrap();
         }
-        enc.flush(&mut out).unwrap();
+        enc.flush(&title, &mut out).unwrap();
+        let out: Vec<Bytes> = out.into_iter().map(|f| f.data).collect();
         assert!(
             out.len() >= 38,
             "one second is about 38 frames, got {}",

@@ -372,10 +372,7 @@ mod tests {
                     })
                     .collect();
                 sent.extend_from_slice(&data);
-                Frame {
-                    data,
-                    title: Arc::clone(title),
-                }
+                Frame::new(data, title)
             })
             .collect();
         ring.publish(frames);

@@ -77,7 +77,13 @@ pub fn answer(
     let burst = mount.config.burst.bytes(mount.config.bytes_per_sec());
     let seq = mount.ring.burst_start(burst);
     let metaint = request.icy.then_some(mount.config.icy_metaint);
-    let pos = StreamPos::new(head.ok(request.icy), seq, metaint);
+    let mut window = Window::starting_at(seq);
+    window.sync(&mount.ring);
+    let pos = StreamPos::new(
+        with_stream_header(head.ok(request.icy), &window, seq),
+        seq,
+        metaint,
+    );
     let mut listener = Listener::new(
         socket,
         pos,
@@ -90,14 +96,27 @@ pub fn answer(
         request,
         id,
     );
-    let mut window = Window::starting_at(seq);
-    window.sync(&mount.ring);
     let ended = listener.turn(&window, Instant::now(), true);
     metrics.sent_bytes.inc_by(listener.take_uncounted());
     if let Some(reason) = ended {
         listener.end(reason);
     } else {
         server.fanout.add(listener);
+    }
+}
+
+/// The response head, followed by what a stream starting at frame `seq` needs first (an Ogg
+/// mount's header pages for the logical stream `seq` belongs to). Copied once a listener, and
+/// only on Ogg mounts: a few hundred bytes.
+fn with_stream_header(head: bytes::Bytes, window: &Window, seq: u64) -> bytes::Bytes {
+    match window.get(seq) {
+        Some(f) if !f.header.is_empty() => {
+            let mut both = Vec::with_capacity(head.len() + f.header.len());
+            both.extend_from_slice(&head);
+            both.extend_from_slice(&f.header);
+            both.into()
+        }
+        _ => head,
     }
 }
 
@@ -152,6 +171,9 @@ fn first_bytes(mount: &Mount, len: u64) -> Vec<u8> {
     let mut window = Window::starting_at(start);
     window.sync(&mount.ring);
     let mut data = Vec::with_capacity(len.min(64 * 1024));
+    if let Some(f) = window.get(start) {
+        data.extend_from_slice(&f.header);
+    }
     let mut seq = start;
     while data.len() < len
         && let Some(f) = window.get(seq)

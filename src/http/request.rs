@@ -126,7 +126,11 @@ pub fn dispatch(head: &[u8], station: &Arc<Station>, received: Instant) -> Dispa
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     };
-    let icy = header("icy-metadata").is_some_and(|v| v.trim_ascii() == b"1");
+    let carries_icy = station
+        .mounts
+        .get(mount_index)
+        .is_some_and(|m| m.config.codec.carries_icy());
+    let icy = carries_icy && header("icy-metadata").is_some_and(|v| v.trim_ascii() == b"1");
     let range = header("range").and_then(range_probe);
     if method == "HEAD" || range.is_some() {
         return Dispatch::Peek {

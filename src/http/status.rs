@@ -97,7 +97,7 @@ pub fn source_fields(
         fields.push(("public", json!(0)));
     }
     fields.extend([
-        ("samplerate", json!(audio.sample_rate)),
+        ("samplerate", json!(c.codec.output_rate(audio))),
         (
             "server_description",
             json!(show(|s| &s.description, &s.description)),
@@ -129,7 +129,9 @@ pub fn source_fields(
 pub fn audio_info(audio: Audio, mount: &MountConfig) -> String {
     format!(
         "channels={};samplerate={};bitrate={}",
-        audio.channels, audio.sample_rate, mount.bitrate_kbps
+        audio.channels,
+        mount.codec.output_rate(audio),
+        mount.bitrate_kbps
     )
 }
 

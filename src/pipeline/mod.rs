@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::audio::clock::{Clock, Pacer};
@@ -145,7 +144,6 @@ struct Worker {
     channels: usize,
     block: Vec<f32>,
     segments: Vec<Segment>,
-    encoded: Vec<Bytes>,
     frames: Vec<Frame>,
     /// Where a copy of each limited block goes, if anyone asked (see `Options::programme_tap`).
     tap: Option<std::sync::mpsc::Sender<Vec<f32>>>,
@@ -201,7 +199,6 @@ impl Worker {
             stop,
             block: Vec::new(),
             segments: Vec::new(),
-            encoded: Vec::new(),
             frames: Vec::new(),
             tap: None,
             commands,
@@ -293,18 +290,13 @@ impl Worker {
             self.frames.clear();
             let mut start = 0;
             for seg in &self.segments {
-                self.encoded.clear();
-                if let Err(e) = out
-                    .encoder
-                    .encode(&self.block[start..seg.end], &mut self.encoded)
+                if let Err(e) =
+                    out.encoder
+                        .encode(&self.block[start..seg.end], &seg.title, &mut self.frames)
                 {
                     tracing::error!(mount = %out.mount.config.path, error = %e, "encoder failed");
                 }
                 start = seg.end;
-                self.frames.extend(self.encoded.drain(..).map(|data| Frame {
-                    data,
-                    title: Arc::clone(&seg.title),
-                }));
             }
             out.mount.ring.publish(self.frames.drain(..));
             out.mount.mark_published();
@@ -319,16 +311,11 @@ impl Worker {
     fn finish(mut self) {
         let title = self.mixer.title();
         for out in &mut self.outputs {
-            self.encoded.clear();
-            if let Err(e) = out.encoder.flush(&mut self.encoded) {
+            self.frames.clear();
+            if let Err(e) = out.encoder.flush(&title, &mut self.frames) {
                 tracing::warn!(mount = %out.mount.config.path, error = %e, "encoder flush failed");
             }
-            out.mount
-                .ring
-                .publish(self.encoded.drain(..).map(|data| Frame {
-                    data,
-                    title: Arc::clone(&title),
-                }));
+            out.mount.ring.publish(self.frames.drain(..));
             out.mount.ring.close();
         }
         tracing::info!("pipeline stopped");

@@ -218,3 +218,133 @@ async fn aac_mounts_in_every_profile_play_in_ffmpeg() {
     assert_eq!(types, ["audio/aac"; 3]);
     server.shutdown().await.unwrap();
 }
+
+/// An Opus mount: Ogg Opus at 48 kHz from a 44.1 kHz station, a listener joining mid-stream
+/// gets the header pages first and decodes from its first byte, and a title change is a new
+/// chained stream whose comments hold the title, crossed with no error and no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opus_mount_plays_in_ffmpeg_and_chains_a_stream_per_title() {
+    use crate::support::synth::{Programme, Synth, present};
+    use crate::support::{ADMIN_PASSWORD, RawStream, admin_config_for};
+    require("ffmpeg");
+    require("ffprobe");
+    let lib = tempfile::tempdir().unwrap();
+    Synth::new(44_100)
+        .tone(1000.0, 90.0, -20.0)
+        .write_wav(&lib.path().join("tone.wav"));
+    let server = TestServer::start(admin_config_for(
+        lib.path(),
+        "[[mount]]\npath = \"/radio.opus\"\ncodec = \"opus\"\nbitrate = 96\n",
+    ))
+    .await;
+    server.wait_ready().await;
+    let v = ffprobe_icy(
+        &server.url("/radio.opus"),
+        "stream=codec_name,sample_rate,channels:format=format_name",
+    )
+    .await;
+    let s = &v["streams"][0];
+    assert_eq!(s["codec_name"], "opus", "{v}");
+    assert_eq!(s["sample_rate"], "48000", "{v}");
+    assert_eq!(s["channels"], 2, "{v}");
+    assert_eq!(v["format"]["format_name"], "ogg", "{v}");
+
+    // A player asking for ICY metadata gets none on Ogg, as from Icecast.
+    let mut listener = RawStream::get(server.addr, "/radio.opus", "Icy-MetaData: 1\r\n").await;
+    assert_eq!(listener.header("content-type"), Some("audio/ogg"));
+    assert_eq!(listener.header("icy-metaint"), None);
+    let capture = tokio::spawn(async move {
+        listener
+            .read(1 << 20, std::time::Duration::from_secs(20))
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let set = reqwest::Client::new()
+        .get(server.url(
+            "/admin/metadata?mode=updinfo&mount=/radio.opus&song=Night%20Artist%20-%20Late%20Song",
+        ))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let bytes = capture.await.unwrap();
+    if let Ok(dump) = std::env::var("ONAIR_DUMP_OPUS") {
+        std::fs::write(dump, &bytes).unwrap();
+    }
+
+    // The capture starts with a chain's header pages, then chains to the new title.
+    assert!(bytes.starts_with(b"OggS"), "the body starts on a page");
+    let mut reader = ogg::reading::PacketReader::new(std::io::Cursor::new(&bytes[..]));
+    let mut chains: Vec<(u32, String)> = Vec::new();
+    while let Some(p) = reader.read_packet().unwrap() {
+        if p.first_in_stream() {
+            assert!(
+                p.data.starts_with(b"OpusHead"),
+                "each chain opens with OpusHead"
+            );
+            chains.push((p.stream_serial(), String::new()));
+        } else if p.data.starts_with(b"OpusTags") {
+            let chain = chains.last_mut().expect("OpusTags after an OpusHead");
+            chain.1 = String::from_utf8_lossy(&p.data).into_owned();
+        }
+    }
+    // One chain per title; the burst may reach back to the silence before the first track,
+    // a chain with no title.
+    let titled = &chains[chains.len().saturating_sub(2)..];
+    assert!(chains.len() <= 3, "one chain per title: {chains:?}");
+    assert!(titled[0].1.contains("TITLE=tone"), "{chains:?}");
+    assert!(titled[1].1.contains("ARTIST=Night Artist"), "{chains:?}");
+    assert!(titled[1].1.contains("TITLE=Late Song"), "{chains:?}");
+    assert_ne!(titled[0].0, titled[1].0);
+
+    // ffmpeg decodes the whole capture, across the chain, with no error and no gap.
+    let decoded = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = Command::new("timeout")
+            .arg("60")
+            .args([
+                "ffmpeg", "-nostdin", "-v", "error", "-xerror", "-f", "ogg", "-i", "pipe:0",
+            ])
+            .args(["-ac", "2", "-ar", "48000", "-f", "f32le", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run ffmpeg");
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(&bytes));
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&decoded.stderr);
+    assert!(decoded.status.success(), "ffmpeg: {stderr}");
+    assert!(stderr.trim().is_empty(), "ffmpeg printed: {stderr}");
+    let programme = Programme {
+        rate: 48_000,
+        pcm: decoded
+            .stdout
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    };
+    let seconds = programme.pcm.len() as f64 / 2.0 / 48_000.0;
+    assert!(seconds > 19.0, "{seconds:.1} s decoded");
+    let heard = present(&programme.band(1000.0), -30.0, 1.0);
+    let longest = heard.iter().map(|(a, b)| b - a).fold(0.0, f64::max);
+    assert!(
+        longest > seconds - 1.0,
+        "1 kHz heard in {heard:?} of {seconds:.1} s"
+    );
+    let gaps = programme.gaps(-50.0, 0.25);
+    assert!(gaps.is_empty(), "silences {gaps:?}");
+
+    let status = server.status().await;
+    let source = &status["icestats"]["source"];
+    assert_eq!(source["server_type"], "audio/ogg", "{status}");
+    assert_eq!(source["samplerate"], 48000, "{status}");
+    server.shutdown().await.unwrap();
+}
