@@ -89,10 +89,6 @@ impl AacEncoder {
 }
 
 impl Encoder for AacEncoder {
-    fn content_type(&self) -> &'static str {
-        "audio/aac"
-    }
-
     fn encode(
         &mut self,
         pcm: &[f32],

@@ -32,8 +32,6 @@ pub enum EncodeError {
 
 /// One output format. Implementations are synchronous and run on the pipeline thread.
 pub trait Encoder: Send {
-    /// MIME type of the stream.
-    fn content_type(&self) -> &'static str;
     /// Consumes interleaved f32 PCM at the station rate, produced while `title` was on air,
     /// and appends complete frames to `out` as the ring stores them.
     fn encode(

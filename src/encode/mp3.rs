@@ -102,10 +102,6 @@ impl Mp3Encoder {
 }
 
 impl Encoder for Mp3Encoder {
-    fn content_type(&self) -> &'static str {
-        "audio/mpeg"
-    }
-
     fn encode(
         &mut self,
         pcm: &[f32],

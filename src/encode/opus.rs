@@ -39,7 +39,6 @@ pub struct OpusEncoder {
     resampler: Option<Converter>,
     /// 48 kHz PCM not yet encoded (less than a packet between calls).
     pcm: Vec<f32>,
-    resampled: Vec<f32>,
     packet: Vec<u8>,
     chain: Option<Chain>,
     /// A title change waiting for the current stream's last packet.
@@ -85,7 +84,6 @@ impl OpusEncoder {
             bitrate_kbps,
             resampler,
             pcm: Vec::with_capacity(PACKET_FRAMES * channels * 8),
-            resampled: Vec::new(),
             packet: vec![0; MAX_PACKET],
             chain: None,
             next_title: None,
@@ -204,9 +202,6 @@ impl OpusEncoder {
                 });
             }
             if let Some(title) = self.next_title.take() {
-                if pad_to_end {
-                    break;
-                }
                 // The new stream starts `lookahead` samples back, on the tail of the packet
                 // just encoded: its pre-skip discards them, and its first kept sample is the
                 // one after the old stream's last.
@@ -222,10 +217,6 @@ impl OpusEncoder {
 }
 
 impl Encoder for OpusEncoder {
-    fn content_type(&self) -> &'static str {
-        "audio/ogg"
-    }
-
     fn encode(
         &mut self,
         pcm: &[f32],
@@ -240,12 +231,9 @@ impl Encoder for OpusEncoder {
             Some(_) => {}
         }
         match self.resampler.as_mut() {
-            Some(r) => {
-                self.resampled.clear();
-                r.process(pcm, &mut self.resampled)
-                    .map_err(|e| failed(e.to_string()))?;
-                self.pcm.extend_from_slice(&self.resampled);
-            }
+            Some(r) => r
+                .process(pcm, &mut self.pcm)
+                .map_err(|e| failed(e.to_string()))?,
             None => self.pcm.extend_from_slice(pcm),
         }
         self.drain(out, false)
@@ -257,10 +245,7 @@ impl Encoder for OpusEncoder {
         out: &mut Vec<Frame>,
     ) -> Result<(), EncodeError> {
         if let Some(r) = self.resampler.as_mut() {
-            self.resampled.clear();
-            r.finish(&mut self.resampled)
-                .map_err(|e| failed(e.to_string()))?;
-            self.pcm.extend_from_slice(&self.resampled);
+            r.finish(&mut self.pcm).map_err(|e| failed(e.to_string()))?;
         }
         // A title change still waiting has no audio of its own left: the stream just ends.
         self.next_title = None;

@@ -269,9 +269,6 @@ async fn an_opus_mount_plays_in_ffmpeg_and_chains_a_stream_per_title() {
         .unwrap();
     assert_eq!(set.status(), 200);
     let bytes = capture.await.unwrap();
-    if let Ok(dump) = std::env::var("ONAIR_DUMP_OPUS") {
-        std::fs::write(dump, &bytes).unwrap();
-    }
 
     // The capture starts with a chain's header pages, then chains to the new title.
     assert!(bytes.starts_with(b"OggS"), "the body starts on a page");
