@@ -23,6 +23,7 @@ pub mod dates;
 pub mod encode;
 pub mod fanout;
 pub mod fdlimit;
+pub mod hls;
 pub mod http;
 pub mod live;
 pub mod logging;

@@ -56,6 +56,14 @@ impl StreamTitle {
         &self.text
     }
 
+    /// "Artist - Title" split on its first " - " into (artist, title), as Ogg comments and ID3
+    /// frames carry them; `None` when the text does not read that way.
+    pub fn artist_and_title(&self) -> Option<(&str, &str)> {
+        self.text
+            .split_once(" - ")
+            .filter(|(artist, title)| !artist.is_empty() && !title.is_empty())
+    }
+
     /// The full metadata block: length byte followed by the NUL-padded `StreamTitle='…';`.
     pub fn block(&self) -> &Bytes {
         &self.block

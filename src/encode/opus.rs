@@ -131,7 +131,7 @@ impl OpusEncoder {
         self.next_serial = self.next_serial.wrapping_add(1);
         let mut writer = PacketWriter::new(Vec::new());
         let head = opus_head(self.channels, lookahead);
-        let tags = opus_tags(title.text());
+        let tags = opus_tags(title);
         // RFC 7845 §3: the identification header alone on the first page, the comments on
         // their own page(s), audio from a fresh page.
         writer
@@ -269,14 +269,13 @@ fn opus_head(channels: usize, pre_skip: usize) -> Vec<u8> {
 
 /// The comment header (RFC 7845 §5.2) with the title: `ARTIST` and `TITLE` when it reads
 /// "Artist - Title", as players show Ogg titles; `TITLE` alone otherwise.
-fn opus_tags(text: &str) -> Vec<u8> {
+fn opus_tags(title: &StreamTitle) -> Vec<u8> {
+    let text = title.text();
     let vendor = concat!("onair ", env!("CARGO_PKG_VERSION"));
-    let comments: Vec<String> = match text.split_once(" - ") {
-        Some((artist, title)) if !artist.is_empty() && !title.is_empty() => {
-            vec![format!("ARTIST={artist}"), format!("TITLE={title}")]
-        }
-        _ if text.is_empty() => Vec::new(),
-        _ => vec![format!("TITLE={text}")],
+    let comments: Vec<String> = match title.artist_and_title() {
+        Some((artist, title)) => vec![format!("ARTIST={artist}"), format!("TITLE={title}")],
+        None if text.is_empty() => Vec::new(),
+        None => vec![format!("TITLE={text}")],
     };
     let mut t = Vec::with_capacity(64 + text.len());
     t.extend_from_slice(b"OpusTags");
