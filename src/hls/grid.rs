@@ -137,7 +137,12 @@ mod tests {
             assert!(fits(frame_samples, rate), "{frame_samples} at {rate}");
             let g = grid(rate);
             let origin = g.sample_at(UNIX_EPOCH + Duration::from_secs(1_764_000_000));
-            let parts = cut(g, origin, frame_samples, u64::from(rate * 60 / frame_samples));
+            let parts = cut(
+                g,
+                origin,
+                frame_samples,
+                u64::from(rate * 60 / frame_samples),
+            );
             assert!(
                 parts.len() > 50,
                 "{frame_samples} at {rate}: {}",

@@ -5,3 +5,4 @@
 
 pub mod grid;
 pub mod id3;
+pub mod packager;
