@@ -6,3 +6,4 @@
 pub mod grid;
 pub mod id3;
 pub mod packager;
+pub mod playlist;
