@@ -229,7 +229,8 @@ async fn each_track_version_is_analysed_once_and_its_sidecar_kept_beside_it() {
         }
     }
     let server = TestServer::start(lib.config("", fast)).await;
-    until(Duration::from_secs(30), "sidecars read", || async {
+    // The same lowest-priority thread reads the sidecars: the same allowance as above.
+    until(Duration::from_secs(120), "sidecars read", || async {
         (server
             .metric("onair_analysis_total{result=\"cached\"}")
             .await
