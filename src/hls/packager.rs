@@ -169,7 +169,7 @@ impl Packager {
             .rev()
             .find_map(|p| p.new_title.as_ref())
             .unwrap_or(&first.title);
-        let tag = id3::tag(self.grid.pts(first.start), Some(title));
+        let tag = id3::tag(self.grid.pts(start), Some(title));
         let body: Arc<[Bytes]> = std::iter::once(tag)
             .chain(parts.iter().flat_map(|p| p.body[1..].iter().cloned()))
             .collect();
@@ -210,30 +210,29 @@ impl Packager {
             .map(|p| segment_and_index(p.number))
     }
 
-    /// A segment's body, while it is kept.
-    pub fn segment(&self, msn: u64) -> Option<&Arc<[Bytes]>> {
+    /// The complete segment numbered `msn`, while it is kept.
+    fn kept(&self, msn: u64) -> Option<&Segment> {
         let first = self.segments.front()?.msn;
         let i = usize::try_from(msn.checked_sub(first)?).ok()?;
-        self.segments.get(i).map(|s| &s.body)
+        self.segments.get(i)
+    }
+
+    /// A segment's body, while it is kept.
+    pub fn segment(&self, msn: u64) -> Option<&Arc<[Bytes]>> {
+        self.kept(msn).map(|s| &s.body)
     }
 
     /// A part's body, while its segment keeps it.
     pub fn part(&self, msn: u64, index: u64) -> Option<&Arc<[Bytes]>> {
-        let number = msn.checked_mul(PARTS_PER_SEGMENT)?.checked_add(index)?;
         if index >= PARTS_PER_SEGMENT {
             return None;
         }
-        let in_building = self.building.iter().find(|p| p.number == number);
-        in_building
-            .or_else(|| {
-                let first = self.segments.front()?.msn;
-                let i = usize::try_from(msn.checked_sub(first)?).ok()?;
-                self.segments
-                    .get(i)?
-                    .parts
-                    .iter()
-                    .find(|p| p.number == number)
-            })
+        let number = msn.checked_mul(PARTS_PER_SEGMENT)?.checked_add(index)?;
+        let is_it = |p: &&Part| p.number == number;
+        self.building
+            .iter()
+            .find(is_it)
+            .or_else(|| self.kept(msn)?.parts.iter().find(is_it))
             .map(|p| &p.body)
     }
 }
