@@ -297,9 +297,9 @@ done
 deadline=$((SECONDS + 10))
 while :; do
     curl -fsS -m 2 -o "$WORK/metrics" "$URL/metrics" || fail "GET /metrics"
-    n=$(awk '/^onair_listeners\{mount="\/radio.mp3"\}/ {print $2}' "$WORK/metrics")
+    n=$(awk '/^onair_listeners\{mount="\/radio.mp3",protocol="http"\}/ {print $2}' "$WORK/metrics")
     [ "$n" != "$LISTENERS" ] || break
-    [ $SECONDS -lt $deadline ] || fail "onair_listeners{mount=\"/radio.mp3\"} is ${n:-missing}, expected $LISTENERS"
+    [ $SECONDS -lt $deadline ] || fail "onair_listeners{mount=\"/radio.mp3\",protocol=\"http\"} is ${n:-missing}, expected $LISTENERS"
     sleep 0.2
 done
 sleep 1

@@ -170,8 +170,11 @@ impl Metrics {
         ];
         let m = Metrics {
             listeners: reg!(IntGaugeVec::new(
-                Opts::new("onair_listeners", "Listeners connected now"),
-                &["mount"]
+                Opts::new(
+                    "onair_listeners",
+                    "Listeners now: connected streams (protocol=\"http\") and HLS sessions seen in the last 8 s (protocol=\"hls\")"
+                ),
+                &["mount", "protocol"]
             )),
             listener_connections: reg!(IntCounterVec::new(
                 Opts::new(
@@ -490,11 +493,17 @@ impl Metrics {
     /// The handles of one mount's metrics, bound to its labels once (every series created at
     /// zero, so that `increase()` sees the first event): the listener path and the pipeline
     /// touch them without a label lookup.
-    pub fn for_mount(&self, mount: &str, codec: &str) -> MountMetrics {
-        let listeners = self.listeners.with_label_values(&[mount]);
+    pub fn for_mount(&self, mount: &str, codec: &str, hls: bool) -> MountMetrics {
+        let listeners = self.listeners.with_label_values(&[mount, "http"]);
         listeners.set(0);
+        let hls_listeners = hls.then(|| {
+            let gauge = self.listeners.with_label_values(&[mount, "hls"]);
+            gauge.set(0);
+            gauge
+        });
         MountMetrics {
             listeners,
+            hls_listeners,
             connections: self.listener_connections.with_label_values(&[mount]),
             disconnects: Disconnect::ALL.map(|r| {
                 self.listener_disconnects
@@ -511,6 +520,8 @@ impl Metrics {
 #[derive(Clone)]
 pub struct MountMetrics {
     pub listeners: IntGauge,
+    /// Set when the HLS sessions are counted (at every scrape and status read).
+    pub hls_listeners: Option<IntGauge>,
     pub connections: IntCounter,
     disconnects: [IntCounter; Disconnect::ALL.len()],
     pub sent_bytes: IntCounter,
@@ -687,12 +698,13 @@ mod tests {
     #[test]
     fn every_metric_registers_and_renders() {
         let m = Metrics::new();
-        let mount = m.for_mount("/radio.mp3", "mp3");
+        let mount = m.for_mount("/radio.mp3", "mp3", true);
         m.tracks_skipped.with_label_values(&["corrupt"]).inc();
         mount.disconnected(Disconnect::Admin);
         let text = m.render();
         for name in [
-            "onair_listeners{mount=\"/radio.mp3\"} 0",
+            "onair_listeners{mount=\"/radio.mp3\",protocol=\"http\"} 0",
+            "onair_listeners{mount=\"/radio.mp3\",protocol=\"hls\"} 0",
             "onair_tracks_skipped_total{reason=\"corrupt\"} 1",
             "onair_listener_disconnects_total{mount=\"/radio.mp3\",reason=\"lagged\"} 0",
             "onair_listener_disconnects_total{mount=\"/radio.mp3\",reason=\"admin\"} 1",

@@ -227,6 +227,30 @@ impl Codec {
         !matches!(self, Codec::Opus)
     }
 
+    /// Samples (a channel) in one frame of a codec HLS can pack; `None` for Opus, whose HLS
+    /// form (fMP4) is not built.
+    pub fn frame_samples(self, audio: Audio) -> Option<u32> {
+        match self {
+            Codec::Mp3 if audio.sample_rate >= 32000 => Some(1152),
+            Codec::Mp3 => Some(576),
+            Codec::Aac(AacProfile::Lc) => Some(1024),
+            // SBR: 1024 core samples at half the rate.
+            Codec::Aac(_) => Some(2048),
+            Codec::Opus => None,
+        }
+    }
+
+    /// The `CODECS` value of the multivariant playlist (RFC 6381; MP3 as Apple writes it).
+    pub fn hls_codecs(self) -> &'static str {
+        match self {
+            Codec::Mp3 => "mp4a.40.34",
+            Codec::Aac(AacProfile::Lc) => "mp4a.40.2",
+            Codec::Aac(AacProfile::He) => "mp4a.40.5",
+            Codec::Aac(AacProfile::HeV2) => "mp4a.40.29",
+            Codec::Opus => "opus",
+        }
+    }
+
     /// The sample rate the mount's stream is encoded at.
     pub fn output_rate(self, audio: Audio) -> u32 {
         match self {
@@ -305,6 +329,8 @@ pub struct MountConfig {
     /// How often a listener that keeps up is written to: fewer, larger writes cost less CPU per
     /// listener; shorter ones bring a live DJ closer to the listeners' sockets.
     pub write_interval: Duration,
+    /// Also served as HLS (`/hls<path>/live.m3u8`).
+    pub hls: bool,
 }
 
 impl MountConfig {

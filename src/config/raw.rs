@@ -26,8 +26,9 @@ const MP3_BITRATES: [u32; 16] = [
     8, 16, 24, 32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
 ];
 /// Paths the server answers itself; a mount may not shadow them.
-const RESERVED_PATHS: [&str; 7] = [
+const RESERVED_PATHS: [&str; 8] = [
     "/status-json.xsl",
+    "/hls",
     "/metrics",
     "/healthz",
     "/readyz",
@@ -170,6 +171,9 @@ struct RawMount {
     max_listeners_per_ip: Option<usize>,
     #[serde(default = "default_write_interval")]
     write_interval: String,
+    /// Also serve the mount as (Low-Latency) HLS under `/hls<path>/`.
+    #[serde(default)]
+    hls: bool,
 }
 
 fn default_codec() -> String {
@@ -557,6 +561,23 @@ impl RawMount {
                 Duration::ZERO
             }
         };
+        if self.hls {
+            match codec.frame_samples(*audio) {
+                None => errors.push(format!(
+                    "{} = true: HLS packs MP3 or AAC frames; an {} mount cannot be served as HLS",
+                    field("hls"),
+                    codec.name()
+                )),
+                Some(samples) if !crate::hls::grid::fits(samples, audio.sample_rate) => errors
+                    .push(format!(
+                        "{} = true: {samples}-sample frames at {} Hz cannot make HLS parts of \
+                         0.85 to 1 s; use a station rate of 16000 Hz or more",
+                        field("hls"),
+                        audio.sample_rate
+                    )),
+                Some(_) => {}
+            }
+        }
         match (burst, queue) {
             (Some(burst), Some(queue)) if errors.len() == before => Some(MountConfig {
                 path: self.path,
@@ -568,6 +589,7 @@ impl RawMount {
                 max_listeners_per_ip: self.max_listeners_per_ip,
                 icy_metaint: self.icy_metaint,
                 write_interval,
+                hls: self.hls,
             }),
             _ => None,
         }

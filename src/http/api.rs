@@ -47,7 +47,8 @@ pub fn nowplaying(station: &Station, host: &str) -> Value {
                 "codec": m.config.codec.name(),
                 "bitrate": m.config.bitrate_kbps,
                 "content_type": m.content_type,
-                "listeners": m.listeners(),
+                "listeners": m.all_listeners(),
+                "hls_listeners": m.hls_sessions().map(|_| m.hls_listeners()),
                 "listener_peak": m.peak(),
                 "url": super::status::listen_url(host, &m.config.path),
             })
@@ -102,7 +103,7 @@ fn listener_counts(station: &Station) -> Value {
     let mounts: serde_json::Map<String, Value> = station
         .mounts
         .iter()
-        .map(|m| (m.config.path.clone(), json!(m.listeners())))
+        .map(|m| (m.config.path.clone(), json!(m.all_listeners())))
         .collect();
     json!({ "listeners": station.mounts.total_listeners(), "mounts": mounts })
 }

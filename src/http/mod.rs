@@ -16,6 +16,7 @@ mod api;
 pub mod escape;
 mod gate;
 pub mod head;
+mod hls;
 mod listener;
 mod refuse;
 mod replay;
@@ -73,6 +74,9 @@ pub enum Body {
     Events(tokio::sync::mpsc::Receiver<Bytes>),
     /// An event stream holding its place among `max_event_subscribers` for as long as it lasts.
     Subscribed(tokio::sync::mpsc::Receiver<Bytes>, Subscription),
+    /// Shared chunks sent in order from the index given (an HLS part or segment: its tag and
+    /// the ring's frames), so no listener's request copies audio.
+    Chunks(Arc<[Bytes]>, usize),
 }
 
 /// A place among `max_event_subscribers`; dropping it (when the body is dropped) gives it back.
@@ -124,11 +128,20 @@ impl hyper::body::Body for Body {
             Body::Events(rx) | Body::Subscribed(rx, _) => {
                 rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
             }
+            Body::Chunks(chunks, next) => {
+                let chunk = chunks.get(*next).cloned();
+                *next += 1;
+                Poll::Ready(chunk.map(|b| Ok(Frame::data(b))))
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, Body::Full(None))
+        match self {
+            Body::Full(b) => b.is_none(),
+            Body::Chunks(chunks, next) => *next >= chunks.len(),
+            Body::Events(_) | Body::Subscribed(..) => false,
+        }
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
@@ -136,6 +149,9 @@ impl hyper::body::Body for Body {
             Body::Full(b) => {
                 hyper::body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
             }
+            Body::Chunks(chunks, next) => hyper::body::SizeHint::with_exact(
+                chunks.iter().skip(*next).map(|c| c.len() as u64).sum(),
+            ),
             Body::Events(_) | Body::Subscribed(..) => hyper::body::SizeHint::default(),
         }
     }
@@ -412,13 +428,12 @@ impl Server {
             let server = Arc::clone(&server);
             async move { Ok::<_, Infallible>(server.respond(req, port, peer).await) }
         });
-        // One request per connection: a listener must come on a fresh connection, whose head the
-        // accept path reads (a browser reuses a kept-alive page connection for its audio element).
-        // hyper gets the same head limits as every request, though the head it parses is already
-        // complete in `Replay`'s prefix.
+        // Kept alive for HLS only (`respond` closes after anything else). hyper gets the same
+        // head limits as every request, though the first head it parses is already complete in
+        // `Replay`'s prefix.
         let conn = http1::Builder::new()
             .title_case_headers(true)
-            .keep_alive(false)
+            .keep_alive(true)
             .max_buf_size(request::MAX_HEAD)
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(self.station.config.server.head_timeout)
@@ -450,6 +465,27 @@ impl Server {
         if !port.serves(path) {
             return plain(StatusCode::NOT_FOUND, "not found\n", None);
         }
+        // HLS clients make a request or more a second: their connections are kept alive. Any
+        // other answer closes its connection, so a listener always comes on a fresh one, whose
+        // head the accept path reads (a browser reuses a page's connection for its audio).
+        if path.starts_with("/hls/") {
+            return routes::handle(req, &self.station, &self.admin_logins, &self.live, peer).await;
+        }
+        let mut resp = self.respond_once(req, peer).await;
+        // An Icecast-shaped answer already says `Close`, in its place among the headers.
+        resp.headers_mut()
+            .entry(header::CONNECTION)
+            .or_insert(HeaderValue::from_static("close"));
+        resp
+    }
+
+    /// Answers a request after which the connection closes.
+    async fn respond_once(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let path = req.uri().path();
         if !(req.method() == Method::GET && path == "/api/events") {
             return routes::handle(req, &self.station, &self.admin_logins, &self.live, peer).await;
         }

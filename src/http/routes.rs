@@ -26,6 +26,18 @@ pub async fn handle(
     live: &LiveDesk,
     peer: SocketAddr,
 ) -> Response<Body> {
+    if req.uri().path().starts_with("/hls/") && matches!(*req.method(), Method::GET | Method::HEAD)
+    {
+        let (path, query) = (req.uri().path(), req.uri().query().unwrap_or(""));
+        let mut resp = super::hls::answer(&station.hls, path, query, req.headers(), peer.ip())
+            .await
+            .unwrap_or_else(not_found);
+        common_headers(resp.headers_mut());
+        if req.method() == Method::HEAD {
+            *resp.body_mut() = Body::empty();
+        }
+        return resp;
+    }
     let (resp, delay) = respond(req, station, logins, live, peer);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -97,6 +109,10 @@ fn respond(
                     .metrics
                     .ready
                     .set(i64::from(station.readiness().is_ok()));
+                // HLS sessions expire by time, not by an event: they are counted at the scrape.
+                for m in station.mounts.iter() {
+                    m.hls_listeners();
+                }
                 text(
                     StatusCode::OK,
                     "text/plain; version=0.0.4; charset=utf-8",

@@ -86,10 +86,15 @@ pub fn source_fields(
     if let Some(session) = source {
         fields.push(("connected", json!(session.connected_at.elapsed().as_secs())));
     }
+    fields.extend([("genre", json!(show(|s| &s.genre, &s.genre)))]);
+    // HLS listeners count in `listeners` too: directories read that one number.
+    let hls = m.hls_sessions().map(|_| m.hls_listeners());
+    if let Some(n) = hls {
+        fields.push(("hls_listeners", json!(n)));
+    }
     fields.extend([
-        ("genre", json!(show(|s| &s.genre, &s.genre))),
         ("listener_peak", json!(m.peak())),
-        ("listeners", json!(m.listeners())),
+        ("listeners", json!(m.listeners() + hls.unwrap_or(0))),
         ("listenurl", json!(listen_url(host, &c.path))),
     ]);
     if admin {

@@ -27,6 +27,7 @@ use crate::audio::clock::{Clock, Pacer};
 use crate::catalog::TrackRef;
 use crate::config::After;
 use crate::encode::{self, EncodeError, Encoder};
+use crate::hls::station::Hls;
 use crate::metrics::Metrics;
 use crate::ring::Frame;
 use crate::scheduler::LoadedTrack;
@@ -66,8 +67,10 @@ impl Pipeline {
         let outputs = station
             .mounts
             .iter()
-            .map(|m| {
+            .enumerate()
+            .map(|(index, m)| {
                 Ok(Output {
+                    index,
                     mount: Arc::clone(m),
                     encoder: encode::for_mount(&m.config, station.config.audio)?,
                 })
@@ -120,6 +123,8 @@ impl Drop for Pipeline {
 }
 
 struct Output {
+    /// The mount's index in `Mounts`.
+    index: usize,
     mount: Arc<Mount>,
     encoder: Box<dyn Encoder>,
 }
@@ -149,6 +154,11 @@ struct Worker {
     tap: Option<std::sync::mpsc::Sender<Vec<f32>>>,
     /// The operators' commands, taken between two blocks.
     commands: std::sync::mpsc::Receiver<Command>,
+    hls: Arc<Hls>,
+    /// HLS timeline sample of the next block's first sample.
+    timeline: u64,
+    /// The title of the last block's end, to tell HLS when a new one begins.
+    last_title: Option<Arc<StreamTitle>>,
 }
 
 impl Worker {
@@ -175,7 +185,13 @@ impl Worker {
                 ..LimiterSettings::default()
             },
         );
+        let hls = Arc::clone(&station.hls);
+        let timeline = hls.origin(std::time::SystemTime::now());
+        hls.start(timeline);
         Worker {
+            hls,
+            timeline,
+            last_title: None,
             pacer: Pacer::new(clock, audio.sample_rate, LEAD),
             rate: audio.sample_rate,
             channels,
@@ -298,13 +314,39 @@ impl Worker {
                 }
                 start = seg.end;
             }
+            if let Some(rendition) = self.hls.for_mount(out.index) {
+                rendition.push(&self.frames);
+            }
             out.mount.ring.publish(self.frames.drain(..));
             out.mount.mark_published();
             out.mount.metrics.encoded_seconds.inc_by(seconds);
         }
+        self.hls_titles();
         if music {
             self.health.track_audio_played();
         }
+    }
+
+    /// Tells HLS where each title of this block begins (the same timeline sample for every
+    /// mount), and moves the timeline on by the block.
+    fn hls_titles(&mut self) {
+        if self.hls.is_empty() {
+            return;
+        }
+        let mut start = 0;
+        for seg in &self.segments {
+            let begins = !self
+                .last_title
+                .as_ref()
+                .is_some_and(|t| Arc::ptr_eq(t, &seg.title) || t.text() == seg.title.text());
+            if begins {
+                let sample = self.timeline + (start / self.channels) as u64;
+                self.hls.title_changed(sample, &seg.title);
+                self.last_title = Some(Arc::clone(&seg.title));
+            }
+            start = seg.end;
+        }
+        self.timeline += (self.block.len() / self.channels) as u64;
     }
 
     /// Flushes every encoder into its ring and closes the rings, which ends every listener stream.

@@ -40,6 +40,8 @@ pub struct Station {
     pub mounts: Arc<Mounts>,
     pub on_air: Arc<OnAir>,
     pub health: Arc<Health>,
+    /// The mounts served as HLS too, and their playlists.
+    pub hls: Arc<crate::hls::station::Hls>,
     /// The live show's audio on its way to the pipeline, and who is on it.
     pub live: Arc<LiveFeed>,
     /// When the radio started (`server_start` in the status pages).
@@ -54,8 +56,10 @@ impl Station {
         let (commands, received) = mpsc::channel();
         let started = SystemTime::now();
         let uptime = Uptime::start();
+        let mounts = Mounts::new(&config.mounts, &metrics, started, uptime);
         let station = Station {
-            mounts: Arc::new(Mounts::new(&config.mounts, &metrics, started, uptime)),
+            hls: Arc::new(crate::hls::station::Hls::new(config.audio, &mounts)),
+            mounts: Arc::new(mounts),
             on_air: Arc::new(OnAir::new()),
             health: Arc::new(Health::new(uptime)),
             live: Arc::new(LiveFeed::new(

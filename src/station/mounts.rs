@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use super::Uptime;
 use crate::config::MountConfig;
+use crate::hls::sessions::Sessions;
 use crate::metrics::{Metrics, MountMetrics};
 use crate::ring::FrameRing;
 
@@ -44,6 +45,8 @@ pub struct Mount {
     uptime: Uptime,
     pub started: SystemTime,
     clients: Mutex<Clients>,
+    /// Its HLS listeners, when it is served as HLS too.
+    hls_sessions: Option<Arc<Sessions>>,
 }
 
 /// The listeners of a mount, by id and counted by address.
@@ -74,7 +77,7 @@ impl Mount {
         Mount {
             ring: FrameRing::new(config.queue.bytes(config.bytes_per_sec())),
             content_type: crate::encode::content_type(config.codec),
-            metrics: metrics.for_mount(&config.path, config.codec.name()),
+            metrics: metrics.for_mount(&config.path, config.codec.name(), config.hls),
             config: config.clone(),
             listeners: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
@@ -82,7 +85,30 @@ impl Mount {
             uptime,
             started,
             clients: Mutex::new(Clients::default()),
+            hls_sessions: config.hls.then(Arc::default),
         }
+    }
+
+    /// The HLS sessions of the mount, which the HLS side records; `None` without HLS.
+    pub fn hls_sessions(&self) -> Option<&Arc<Sessions>> {
+        self.hls_sessions.as_ref()
+    }
+
+    /// HLS sessions now (also set as the mount's `protocol="hls"` listener gauge).
+    pub fn hls_listeners(&self) -> usize {
+        let Some(sessions) = &self.hls_sessions else {
+            return 0;
+        };
+        let n = sessions.count(Instant::now());
+        if let Some(gauge) = &self.metrics.hls_listeners {
+            gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        n
+    }
+
+    /// Everyone listening: stream listeners and HLS sessions.
+    pub fn all_listeners(&self) -> usize {
+        self.listeners() + self.hls_listeners()
     }
 
     /// Called by the pipeline after each publish to the ring.
@@ -249,9 +275,9 @@ impl Mounts {
         self.next_client_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Listeners on every mount.
+    /// Listeners on every mount, HLS sessions included.
     pub fn total_listeners(&self) -> usize {
-        self.list.iter().map(|m| m.listeners()).sum()
+        self.list.iter().map(|m| m.all_listeners()).sum()
     }
 }
 

@@ -72,7 +72,7 @@ async fn ops_paths_are_served_on_the_admin_address_only() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("onair_listeners{mount=\"/radio.mp3\"} 1"));
+    assert!(metrics.contains("onair_listeners{mount=\"/radio.mp3\",protocol=\"http\"} 1"));
     drop(l);
     server.shutdown().await.unwrap();
     assert!(

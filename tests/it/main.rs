@@ -9,6 +9,7 @@ mod binary;
 mod browser;
 mod corpus;
 mod flood;
+mod hls;
 mod icecast;
 mod limits;
 mod listen;

@@ -232,7 +232,7 @@ async fn health_readiness_and_metrics() {
     );
     let m = m.text().await.unwrap();
     for needle in [
-        "onair_listeners{mount=\"/radio.mp3\"} 1",
+        "onair_listeners{mount=\"/radio.mp3\",protocol=\"http\"} 1",
         "onair_listener_connections_total{mount=\"/radio.mp3\"} 1",
         "onair_tracks_played_total 1",
         "onair_library_tracks 1",

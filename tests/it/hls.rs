@@ -1,0 +1,236 @@
+//! HLS served to real clients: playlists read over HTTP and checked against the rules players
+//! enforce, blocking reloads and the hinted part, gzip, and ffmpeg reading the AAC and MP3
+//! renditions for 20 s with no error.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::synth::Synth;
+use crate::support::{TestServer, config_for, require};
+
+const MOUNTS: &str = "[[mount]]\npath = \"/radio.mp3\"\nhls = true\n\
+                      [[mount]]\npath = \"/radio.aac\"\ncodec = \"aac\"\nbitrate = 128\nhls = true\n";
+
+async fn radio() -> (TestServer, tempfile::TempDir) {
+    let lib = tempfile::tempdir().unwrap();
+    Synth::new(44_100)
+        .tone(1000.0, 120.0, -20.0)
+        .write_wav(&lib.path().join("tone.wav"));
+    let server = TestServer::start(config_for(lib.path(), MOUNTS)).await;
+    server.wait_ready().await;
+    (server, lib)
+}
+
+/// The playlist once it lists a part (the timeline starts at a segment boundary, up to 5 s in).
+async fn first_playlist(server: &TestServer, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let resp = reqwest::get(server.url(path)).await.unwrap();
+        if resp.status() == 200 {
+            return resp.text().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "{path}: still {}", resp.status());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let at = line.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &line[at..];
+    match rest.strip_prefix('"') {
+        Some(q) => q.split('"').next(),
+        None => rest.split(',').next(),
+    }
+}
+
+fn lines_of<'a>(text: &'a str, tag: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{tag}:")))
+        .collect()
+}
+
+/// (msn, part) of the preload hint.
+fn hint(text: &str) -> (u64, u64) {
+    let hints = lines_of(text, "#EXT-X-PRELOAD-HINT");
+    assert_eq!(hints.len(), 1, "{text}");
+    let uri = attr(hints[0], "URI").unwrap();
+    let mut n = uri.split('.');
+    (
+        n.next().unwrap().parse().unwrap(),
+        n.next().unwrap().parse().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn playlists_parts_and_blocking_reloads_follow_low_latency_hls() {
+    let (server, _lib) = radio().await;
+    let master = reqwest::get(server.url("/hls/master.m3u8")).await.unwrap();
+    assert_eq!(master.status(), 200);
+    assert_eq!(
+        master.headers()["content-type"],
+        "application/vnd.apple.mpegurl"
+    );
+    let master = master.text().await.unwrap();
+    let inf = lines_of(&master, "#EXT-X-STREAM-INF");
+    assert_eq!(inf.len(), 2, "{master}");
+    assert_eq!(attr(inf[0], "CODECS"), Some("mp4a.40.2"));
+    assert_eq!(attr(inf[1], "CODECS"), Some("mp4a.40.34"));
+    assert!(master.contains("\nradio.aac/live.m3u8\n"), "{master}");
+
+    let text = first_playlist(&server, "/hls/radio.aac/live.m3u8").await;
+    for part in lines_of(&text, "#EXT-X-PART") {
+        let d: f64 = attr(part, "DURATION").unwrap().parse().unwrap();
+        assert!((0.85..=1.0).contains(&d), "{part}");
+    }
+    assert!(text.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES"));
+
+    // A blocking reload for the hinted part returns once it is published, and lists it.
+    let (msn, part) = hint(&text);
+    let url = server.url(&format!(
+        "/hls/radio.aac/live.m3u8?_HLS_msn={msn}&_HLS_part={part}"
+    ));
+    let started = Instant::now();
+    let blocked = reqwest::get(&url).await.unwrap();
+    assert_eq!(blocked.status(), 200);
+    assert_eq!(blocked.headers()["cache-control"], "public, max-age=24");
+    let blocked = blocked.text().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        blocked.contains(&format!("URI=\"{msn}.{part}.aac\"")),
+        "{blocked}"
+    );
+    assert_ne!(hint(&blocked), (msn, part));
+    // By now the MP3 rendition has published too, and is reported.
+    let report = lines_of(&blocked, "#EXT-X-RENDITION-REPORT");
+    assert_eq!(report.len(), 1, "{blocked}");
+    assert_eq!(attr(report[0], "URI"), Some("../radio.mp3/live.m3u8"));
+
+    // The hinted part itself is sent whole once it exists: an ID3 tag, then ADTS frames.
+    let (msn, part) = hint(&blocked);
+    let body = reqwest::get(server.url(&format!("/hls/radio.aac/{msn}.{part}.aac")))
+        .await
+        .unwrap();
+    assert_eq!(body.status(), 200);
+    assert_eq!(body.headers()["content-type"], "audio/aac");
+    let body = body.bytes().await.unwrap();
+    assert_eq!(&body[..3], b"ID3");
+    let tag = 10
+        + body[6..10]
+            .iter()
+            .fold(0usize, |n, &b| (n << 7) | usize::from(b));
+    assert_eq!(body[tag], 0xff, "an ADTS sync after the tag");
+    assert_eq!(body[tag + 1] & 0xf6, 0xf0);
+    // 128 kbps for about a second.
+    assert!((12_000..20_000).contains(&body.len()), "{}", body.len());
+
+    // Too far ahead, or a part without its segment: 400 at once.
+    for query in [
+        format!("_HLS_msn={}&_HLS_part=0", msn + 5),
+        "_HLS_part=1".to_string(),
+    ] {
+        let url = server.url(&format!("/hls/radio.aac/live.m3u8?{query}"));
+        let resp = reqwest::get(&url).await.unwrap();
+        assert_eq!(resp.status(), 400, "{query}");
+    }
+    // Objects outside the window: 404.
+    let gone = reqwest::get(server.url("/hls/radio.aac/1.aac"))
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+
+    // gzip when asked for.
+    let zipped = reqwest::Client::new()
+        .get(server.url("/hls/radio.mp3/live.m3u8"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    assert_eq!(zipped.headers()["vary"], "Accept-Encoding");
+    let z = zipped.bytes().await.unwrap();
+    assert_eq!(&z[..2], [0x1f, 0x8b]);
+
+    // Listeners: this client on both renditions, and a second player (another User-Agent) on
+    // the AAC one. They count in the status, the API and the metrics, by mount and protocol.
+    let other = reqwest::Client::builder()
+        .user_agent("AppleCoreMedia/1.0.0")
+        .build()
+        .unwrap();
+    let resp = other
+        .get(server.url("/hls/radio.aac/live.m3u8"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let status: serde_json::Value = reqwest::get(server.url("/status-json.xsl"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sources = status["icestats"]["source"].as_array().unwrap();
+    let source = |path: &str| {
+        sources
+            .iter()
+            .find(|s| s["listenurl"].as_str().unwrap().ends_with(path))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(source("/radio.aac")["hls_listeners"], 2);
+    assert_eq!(source("/radio.aac")["listeners"], 2);
+    assert_eq!(source("/radio.mp3")["hls_listeners"], 1);
+    let np: serde_json::Value = reqwest::get(server.url("/api/nowplaying"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(np["listeners"], 3, "{np}");
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "onair_listeners{mount=\"/radio.aac\",protocol=\"hls\"} 2",
+        "onair_listeners{mount=\"/radio.mp3\",protocol=\"hls\"} 1",
+        "onair_listeners{mount=\"/radio.aac\",protocol=\"http\"} 0",
+    ] {
+        assert!(metrics.contains(line), "no {line}");
+    }
+}
+
+fn ffmpeg_reads(url: &str, seconds: u32) -> (bool, String) {
+    let out = Command::new("timeout")
+        .arg("60")
+        .args([
+            "ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", url, "-t",
+        ])
+        .arg(seconds.to_string())
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn ffmpeg_reads_the_aac_and_mp3_renditions_for_20_seconds_with_no_error() {
+    require("ffmpeg");
+    let (server, _lib) = radio().await;
+    first_playlist(&server, "/hls/radio.mp3/live.m3u8").await;
+    // Wait for three segments, ffmpeg's live start.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let aac = server.url("/hls/radio.aac/live.m3u8");
+    let mp3 = server.url("/hls/radio.mp3/live.m3u8");
+    let (a, m) = tokio::join!(
+        tokio::task::spawn_blocking(move || ffmpeg_reads(&aac, 20)),
+        tokio::task::spawn_blocking(move || ffmpeg_reads(&mp3, 20)),
+    );
+    for (name, (ok, stderr)) in [("aac", a.unwrap()), ("mp3", m.unwrap())] {
+        assert!(ok && stderr.trim().is_empty(), "{name}: {stderr}");
+    }
+}
