@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::synth::Synth;
-use crate::support::{TestServer, config_for, require};
+use crate::support::{TestServer, config_for, library_with, require};
 
 const MOUNTS: &str = "[[mount]]\npath = \"/radio.mp3\"\nhls = true\n\
                       [[mount]]\npath = \"/radio.aac\"\ncodec = \"aac\"\nbitrate = 128\nhls = true\n";
@@ -233,4 +233,64 @@ async fn ffmpeg_reads_the_aac_and_mp3_renditions_for_20_seconds_with_no_error() 
     for (name, (ok, stderr)) in [("aac", a.unwrap()), ("mp3", m.unwrap())] {
         assert!(ok && stderr.trim().is_empty(), "{name}: {stderr}");
     }
+}
+
+/// tests/browser/hls-test.mjs: hls.js from npm in Debian's Chromium, on a page of another origin.
+fn hls_js_plays(playlist: String, options: &[&str]) -> (bool, String) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("timeout")
+        .args(["120", "node"])
+        .arg(root.join("tests/browser/hls-test.mjs"))
+        .arg(playlist)
+        .args(options)
+        .output()
+        .expect("run node");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success() && report.contains("0 failed"), report)
+}
+
+#[tokio::test]
+async fn hls_js_plays_low_latency_aac_near_live_with_its_title_cues_and_mp3_in_chromium() {
+    require("node");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists()
+            && root.join("tests/browser/node_modules/hls.js").exists(),
+        "Chromium or hls.js missing; the README's test command installs them"
+    );
+    // One tagged track on repeat: its title is the one cue to see.
+    let lib = library_with(&["01-cbr128.mp3"]);
+    let server = TestServer::start(config_for(lib.path(), MOUNTS)).await;
+    server.wait_ready().await;
+    first_playlist(&server, "/hls/radio.aac/live.m3u8").await;
+    // Players join a station already on air: three segments in the window.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let aac = server.url("/hls/radio.aac/live.m3u8");
+    let mp3 = server.url("/hls/radio.mp3/live.m3u8");
+    // Low-latency mode on AAC: parts, under 5 s behind live, the ID3 title. Normal mode on MP3
+    // (hls.js 1.7.4 loses MP3 parts after a segment's first in low-latency mode: README).
+    let (low_latency, normal) = tokio::join!(
+        tokio::task::spawn_blocking(move || hls_js_plays(
+            aac,
+            &[
+                "--low-latency",
+                "--seconds",
+                "20",
+                "--title",
+                "Morning Drive"
+            ]
+        )),
+        tokio::task::spawn_blocking(move || hls_js_plays(mp3, &["--seconds", "20"])),
+    );
+    for (mode, (ok, report)) in [
+        ("low-latency AAC", low_latency.unwrap()),
+        ("normal MP3", normal.unwrap()),
+    ] {
+        assert!(ok, "hls.js, {mode}:\n{report}");
+    }
+    server.shutdown().await.unwrap();
 }
