@@ -28,10 +28,11 @@ done
 
 # A C toolchain (LAME and ring build C code), openssl (the gateway's https test endpoint), procps
 # and util-linux (kill, prlimit in the tests), and the real peers the tests drive: ffmpeg/ffprobe,
-# mpg123, Debian's icecast2 (the head comparison), Chromium for the listener page, and the DJ
-# tools that go on air in the live tests (libshout's `shout`, ezstream, Liquidsoap).
+# mpg123, Debian's icecast2 (the head comparison), Chromium for the listener page and hls.js,
+# Varnish (the cache in front of HLS), and the DJ tools that go on air in the live tests
+# (libshout's `shout`, ezstream, Liquidsoap).
 packages=(build-essential pkg-config openssl ca-certificates curl procps util-linux
-    ffmpeg mpg123 icecast2 chromium libshout-tools ezstream liquidsoap)
+    ffmpeg mpg123 icecast2 chromium varnish libshout-tools ezstream liquidsoap)
 # Node.js drives the browser test; a machine that already has it (e.g. from NodeSource) keeps it.
 command -v npm >/dev/null || packages+=(nodejs npm)
 echo "==> installing test dependencies: ${packages[*]}" >&2

@@ -60,6 +60,7 @@ pub struct Metrics {
     pub listener_connections: IntCounterVec,
     pub listener_disconnects: IntCounterVec,
     pub sent_bytes: IntCounterVec,
+    pub hls_requests: IntCounterVec,
     pub time_to_first_byte: HistogramVec,
     pub tracks_played: IntCounter,
     pub tracks_skipped: IntCounterVec,
@@ -196,6 +197,13 @@ impl Metrics {
                     "Stream bytes handed to listener sockets"
                 ),
                 &["mount"]
+            )),
+            hls_requests: reg!(IntCounterVec::new(
+                Opts::new(
+                    "onair_hls_requests_total",
+                    "HLS requests answered, by kind (playlist, blocking_playlist, part, segment): behind a cache, what reaches the origin"
+                ),
+                &["mount", "kind"]
             )),
             time_to_first_byte: reg!(HistogramVec::new(
                 HistogramOpts::new(
@@ -496,20 +504,26 @@ impl Metrics {
     pub fn for_mount(&self, mount: &str, codec: &str, hls: bool) -> MountMetrics {
         let listeners = self.listeners.with_label_values(&[mount, "http"]);
         listeners.set(0);
-        let hls_listeners = hls.then(|| {
-            let gauge = self.listeners.with_label_values(&[mount, "hls"]);
-            gauge.set(0);
-            gauge
+        let sent_bytes = self.sent_bytes.with_label_values(&[mount]);
+        let hls = hls.then(|| {
+            let listeners = self.listeners.with_label_values(&[mount, "hls"]);
+            listeners.set(0);
+            HlsMetrics {
+                listeners,
+                requests: HlsRequest::ALL
+                    .map(|k| self.hls_requests.with_label_values(&[mount, k.label()])),
+                sent_bytes: sent_bytes.clone(),
+            }
         });
         MountMetrics {
             listeners,
-            hls_listeners,
+            hls,
             connections: self.listener_connections.with_label_values(&[mount]),
             disconnects: Disconnect::ALL.map(|r| {
                 self.listener_disconnects
                     .with_label_values(&[mount, r.label()])
             }),
-            sent_bytes: self.sent_bytes.with_label_values(&[mount]),
+            sent_bytes,
             time_to_first_byte: self.time_to_first_byte.with_label_values(&[mount]),
             encoded_seconds: self.encoded_seconds.with_label_values(&[mount, codec]),
         }
@@ -520,13 +534,57 @@ impl Metrics {
 #[derive(Clone)]
 pub struct MountMetrics {
     pub listeners: IntGauge,
-    /// Set when the HLS sessions are counted (at every scrape and status read).
-    pub hls_listeners: Option<IntGauge>,
+    /// The mount's HLS series, when it is served as HLS.
+    pub hls: Option<HlsMetrics>,
     pub connections: IntCounter,
     disconnects: [IntCounter; Disconnect::ALL.len()],
     pub sent_bytes: IntCounter,
     pub time_to_first_byte: Histogram,
     pub encoded_seconds: prometheus::Counter,
+}
+
+/// What an HLS request asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsRequest {
+    Playlist,
+    /// A playlist request with `_HLS_msn`, which may wait for its part.
+    BlockingPlaylist,
+    Part,
+    Segment,
+}
+
+impl HlsRequest {
+    pub const ALL: [HlsRequest; 4] = [
+        HlsRequest::Playlist,
+        HlsRequest::BlockingPlaylist,
+        HlsRequest::Part,
+        HlsRequest::Segment,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            HlsRequest::Playlist => "playlist",
+            HlsRequest::BlockingPlaylist => "blocking_playlist",
+            HlsRequest::Part => "part",
+            HlsRequest::Segment => "segment",
+        }
+    }
+}
+
+/// One HLS mount's series.
+#[derive(Clone)]
+pub struct HlsMetrics {
+    /// Set when the HLS sessions are counted (at every scrape and status read).
+    pub listeners: IntGauge,
+    requests: [IntCounter; HlsRequest::ALL.len()],
+    /// The mount's `onair_sent_bytes_total`: parts and segments are listeners' audio too.
+    pub sent_bytes: IntCounter,
+}
+
+impl HlsMetrics {
+    pub fn requested(&self, kind: HlsRequest) {
+        self.requests[kind as usize].inc();
+    }
 }
 
 impl MountMetrics {
@@ -705,6 +763,7 @@ mod tests {
         for name in [
             "onair_listeners{mount=\"/radio.mp3\",protocol=\"http\"} 0",
             "onair_listeners{mount=\"/radio.mp3\",protocol=\"hls\"} 0",
+            "onair_hls_requests_total{kind=\"blocking_playlist\",mount=\"/radio.mp3\"} 0",
             "onair_tracks_skipped_total{reason=\"corrupt\"} 1",
             "onair_listener_disconnects_total{mount=\"/radio.mp3\",reason=\"lagged\"} 0",
             "onair_listener_disconnects_total{mount=\"/radio.mp3\",reason=\"admin\"} 1",

@@ -18,6 +18,7 @@ use super::packager::Packager;
 use super::playlist::{self, Report, TitleChange, Variant};
 use super::sessions::Sessions;
 use crate::config::Audio;
+use crate::metrics::HlsMetrics;
 use crate::ring::Frame;
 use crate::station::Mounts;
 use crate::title::StreamTitle;
@@ -42,6 +43,7 @@ pub struct Rendition {
     pub variant: Variant,
     /// Who listens (the mount's, shared with its status).
     pub sessions: Arc<Sessions>,
+    pub metrics: HlsMetrics,
     frame_samples: u32,
     packager: Mutex<Option<Packager>>,
     /// The newest complete part, (msn, index); `None` before the first.
@@ -88,6 +90,7 @@ impl Hls {
             .enumerate()
             .filter_map(|(i, mount)| {
                 let sessions = Arc::clone(mount.hls_sessions()?);
+                let metrics = mount.metrics.hls.clone()?;
                 let m = &mount.config;
                 let frame_samples = m.codec.frame_samples(audio)?;
                 let bits = u64::from(m.bitrate_kbps) * 1000;
@@ -110,6 +113,7 @@ impl Hls {
                     },
                     frame_samples,
                     sessions,
+                    metrics,
                     packager: Mutex::new(None),
                     newest: watch::Sender::new(None),
                     rendered: Mutex::new(None),

@@ -19,6 +19,7 @@ use http::{HeaderMap, Response, StatusCode};
 use super::Body;
 use crate::hls::grid::{PARTS_PER_SEGMENT, TARGET_DURATION};
 use crate::hls::station::{Hls, Rendition, parts_between};
+use crate::metrics::HlsRequest;
 
 /// How long a request waits for a part: 3 target durations (HLS2 §6.2.5.2).
 const BLOCK_LIMIT: Duration = Duration::from_secs(3 * TARGET_DURATION);
@@ -128,11 +129,13 @@ pub async fn answer(
         Target::Segment(mount, msn) => {
             let r = hls.by_path(mount)?;
             seen(r);
+            r.metrics.requested(HlsRequest::Segment);
             object(r, r.segment(msn))
         }
         Target::Part(mount, msn, index) => {
             let r = hls.by_path(mount)?;
             seen(r);
+            r.metrics.requested(HlsRequest::Part);
             part(r, msn, index).await
         }
     })
@@ -144,6 +147,11 @@ async fn playlist(hls: &Hls, r: &Rendition, query: &str, gzip: bool) -> Response
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     let blocking = d.msn.is_some();
+    r.metrics.requested(if blocking {
+        HlsRequest::BlockingPlaylist
+    } else {
+        HlsRequest::Playlist
+    });
     if let Some(msn) = d.msn {
         // A part past its segment's last is part 0 of the next (HLS2 §6.2.5.2).
         let part = d.part.unwrap_or(0);
@@ -213,6 +221,8 @@ fn object(r: &Rendition, body: Option<Arc<[Bytes]>>) -> Response<Body> {
     let Some(body) = body else {
         return error(StatusCode::NOT_FOUND, "not in the window");
     };
+    let bytes: usize = body.iter().map(Bytes::len).sum();
+    r.metrics.sent_bytes.inc_by(bytes as u64);
     let mut resp = Response::new(Body::Chunks(body, 0));
     let h = resp.headers_mut();
     h.insert(

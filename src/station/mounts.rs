@@ -100,8 +100,8 @@ impl Mount {
             return 0;
         };
         let n = sessions.count(Instant::now());
-        if let Some(gauge) = &self.metrics.hls_listeners {
-            gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
+        if let Some(hls) = &self.metrics.hls {
+            hls.listeners.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         n
     }

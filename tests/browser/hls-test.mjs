@@ -2,13 +2,17 @@
 // Plays onair's HLS with hls.js in headless Chromium and reports what the players saw.
 //
 //   node hls-test.mjs PLAYLIST_URL [--low-latency] [--seconds N] [--clients N] [--title T]
+//                                  [--max-behind-ms MS] [--catch-up RATE]
 //
 // Each client is a page on another origin (so CORS is exercised) running hls.js from npm on an
 // <audio> element. After N seconds of playback (default 20) every client must have:
 //   - no fatal hls.js error, and audio time advanced by at least N - 3 seconds;
-//   - with --low-latency: loaded parts, and be under 5 s behind live by the wall clock
-//     (Date.now() minus hls.playingDate, which comes from EXT-X-PROGRAM-DATE-TIME);
+//   - with --low-latency: loaded parts,
+//     and under MS (default 5000) behind live by the wall clock (Date.now() minus
+//     hls.playingDate, which comes from EXT-X-PROGRAM-DATE-TIME);
 //   - with --title T: an ID3 TIT2 cue with text T.
+// --catch-up RATE lets hls.js play up to RATE x speed to reach its target latency
+// (maxLiveSyncPlaybackRate; hls.js's default 1 never catches up, AVPlayer does by itself).
 // Prints one JSON line per client, then "ok" lines; exits 0 when all pass, 1 otherwise.
 //
 // Needs Debian's Chromium at /usr/bin/chromium and `npm ci --prefix tests/browser`.
@@ -19,7 +23,6 @@ import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const MAX_BEHIND_MS = 5000;
 const args = process.argv.slice(2);
 const playlist = args.find((a) => !a.startsWith('--'));
 const flag = (name) => args.includes(name);
@@ -35,6 +38,8 @@ const lowLatency = flag('--low-latency');
 const seconds = Number(option('--seconds', '20'));
 const clients = Number(option('--clients', '1'));
 const title = option('--title', null);
+const MAX_BEHIND_MS = Number(option('--max-behind-ms', '5000'));
+const catchUp = Number(option('--catch-up', '1'));
 
 const require = createRequire(import.meta.url);
 const hlsJs = readFileSync(require.resolve('hls.js/dist/hls.min.js'), 'utf8');
@@ -45,7 +50,7 @@ const page_html = `<!doctype html><meta charset="utf-8"><title>hls.js</title>
 const report = window.report = { errors: [], fatal: null, parts: 0, fragments: 0, waiting: 0 };
 const audio = document.getElementById('a');
 audio.addEventListener('waiting', () => { report.waiting += 1; });
-const hls = window.hls = new Hls({ lowLatencyMode: ${lowLatency} });
+const hls = window.hls = new Hls({ lowLatencyMode: ${lowLatency}, maxLiveSyncPlaybackRate: ${catchUp} });
 hls.on(Hls.Events.ERROR, (_, d) => {
   report.errors.push(d.details + (d.fatal ? ' (fatal)' : ''));
   if (d.fatal) report.fatal = d.details;

@@ -291,6 +291,154 @@ async fn hls_js_plays_low_latency_aac_near_live_with_its_title_cues_and_mp3_in_c
         ("normal MP3", normal.unwrap()),
     ] {
         assert!(ok, "hls.js, {mode}:\n{report}");
+        eprintln!("hls.js, {mode}:\n{report}");
     }
+    server.shutdown().await.unwrap();
+}
+
+/// Varnish from Debian on 127.0.0.1, with the VCL the project ships, in front of `origin`.
+struct Varnish {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Varnish {
+    fn start(origin: &TestServer) -> Varnish {
+        require("varnishd");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let vcl = std::fs::read_to_string(root.join("deploy/varnish/onair.vcl")).unwrap();
+        let origin_port = origin
+            .url("")
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_owned();
+        let vcl = vcl.replace(".port = \"8000\";", &format!(".port = \"{origin_port}\";"));
+        assert!(vcl.contains(&origin_port), "the VCL names no backend port");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("onair.vcl"), vcl).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("varnishd")
+            .args(["-F", "-j", "none", "-s", "malloc,64m", "-n"])
+            .arg(dir.path().join("work"))
+            .arg("-a")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-f")
+            .arg(dir.path().join("onair.vcl"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start varnishd");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "varnishd did not listen");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Varnish {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Varnish {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The origin's count of HLS requests of `kind` on `mount`.
+async fn origin_requests(server: &TestServer, mount: &str, kind: &str) -> u64 {
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("onair_hls_requests_total{{kind=\"{kind}\",mount=\"{mount}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("no {series}"))
+        .parse()
+        .unwrap()
+}
+
+/// Parts published so far, counted on the timeline (msn × 4 + part of the preload hint).
+async fn parts_published(server: &TestServer) -> u64 {
+    let text = reqwest::get(server.url("/hls/radio.aac/live.m3u8"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (msn, part) = hint(&text);
+    msn * 4 + part
+}
+
+#[tokio::test]
+async fn through_varnish_20_hls_js_players_cost_the_origin_about_one_request_per_part() {
+    require("node");
+    let lib = library_with(&["01-cbr128.mp3"]);
+    let server = TestServer::start(config_for(lib.path(), MOUNTS)).await;
+    server.wait_ready().await;
+    first_playlist(&server, "/hls/radio.aac/live.m3u8").await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let varnish = Varnish::start(&server);
+    let kinds = ["part", "blocking_playlist", "segment"];
+    let mut before = Vec::new();
+    for kind in kinds {
+        before.push(origin_requests(&server, "/radio.aac", kind).await);
+    }
+    let first = parts_published(&server).await;
+    let playlist = varnish.url("/hls/radio.aac/live.m3u8");
+    let (ok, report) = tokio::task::spawn_blocking(move || {
+        hls_js_plays(
+            playlist,
+            &[
+                "--low-latency",
+                "--clients",
+                "20",
+                "--seconds",
+                "20",
+                "--catch-up",
+                "1.1",
+                "--max-behind-ms",
+                "5500",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "20 hls.js players through Varnish:\n{report}");
+    eprintln!("{report}");
+    let parts = parts_published(&server).await - first;
+    for (kind, before) in kinds.into_iter().zip(before) {
+        let made = origin_requests(&server, "/radio.aac", kind).await - before;
+        // Without the cache: 20 per part. With it: one per part, plus the parts the players
+        // tuned in with (fetched once each) and the odd request that missed the waiting list.
+        let allowed = match kind {
+            "segment" => parts / 4 + 4,
+            _ => parts + parts / 4 + 4,
+        };
+        assert!(
+            made <= allowed,
+            "{made} origin {kind} requests for {parts} parts, more than {allowed}"
+        );
+        eprintln!("origin {kind} requests: {made} for {parts} parts, 20 players");
+    }
+    drop(varnish);
     server.shutdown().await.unwrap();
 }
