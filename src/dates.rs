@@ -69,10 +69,93 @@ pub fn iso8601_utc(t: SystemTime) -> String {
     format!("{y}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
+/// "2026-11-27T14:33:00Z" (optionally with a fraction of a second), the form `iso8601_utc`
+/// writes; `None` for anything else, or a time before 1970.
+pub fn parse_rfc3339_utc(text: &str) -> Option<SystemTime> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let (time, fraction) = match time.split_once('.') {
+        Some((_, "")) => return None,
+        Some((time, fraction)) => (time, fraction),
+        None => (time, ""),
+    };
+    let number = |s: &str, len: usize| {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<i64>().ok())
+            .flatten()
+    };
+    let mut d = date.split('-');
+    let (y, m, day) = (
+        number(d.next()?, 4)?,
+        number(d.next()?, 2)?,
+        number(d.next()?, 2)?,
+    );
+    let mut t = time.split(':');
+    let (hh, mm, ss) = (
+        number(t.next()?, 2)?,
+        number(t.next()?, 2)?,
+        number(t.next()?, 2)?,
+    );
+    if d.next().is_some() || t.next().is_some() {
+        return None;
+    }
+    let days_in_month = match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if !(1..=days_in_month).contains(&day) || hh > 23 || mm > 59 || ss > 59 {
+        return None;
+    }
+    let nanos = if fraction.is_empty() {
+        0
+    } else if fraction.len() <= 9 && fraction.bytes().all(|b| b.is_ascii_digit()) {
+        fraction.parse::<u32>().ok()? * 10u32.pow(9 - fraction.len() as u32)
+    } else {
+        return None;
+    };
+    // Howard Hinnant's days-from-civil algorithm.
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()?;
+    Some(UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn utc_times_parse_back_and_bad_ones_are_refused() {
+        for secs in [0, 951_782_400, 1_764_000_000, 1_800_000_123] {
+            let t = UNIX_EPOCH + Duration::from_secs(secs);
+            assert_eq!(parse_rfc3339_utc(&iso8601_utc(t)), Some(t), "{secs}");
+        }
+        assert_eq!(
+            parse_rfc3339_utc("2026-12-03T12:19:33.563Z"),
+            Some(UNIX_EPOCH + Duration::from_millis(1_796_300_373_563))
+        );
+        for bad in [
+            "2026-12-03 12:19:33Z",
+            "2026-12-03T12:19:33",
+            "2026-12-03T12:19:33+01:00",
+            "2026-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-12-03T24:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "26-12-03T12:19:33Z",
+            "2026-12-03T12:19:33.Z",
+        ] {
+            assert_eq!(parse_rfc3339_utc(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn dates_format_like_icecast() {

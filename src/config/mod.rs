@@ -4,6 +4,7 @@
 //! connection limits); `storage.rs` holds
 //! the settings of an S3 site, `units.rs` durations and byte counts.
 
+mod hls;
 mod library;
 mod limits;
 mod live;
@@ -40,6 +41,8 @@ pub struct Config {
     pub playout: Playout,
     /// DJs going on air from their own source clients.
     pub live: Live,
+    /// What the HLS mounts share.
+    pub hls: Hls,
     /// What listeners hear: loudness, crossfades, silence trimming.
     pub programme: Programme,
     /// How tracks are measured.
@@ -48,6 +51,14 @@ pub struct Config {
     pub audio: Audio,
     /// One output stream each.
     pub mounts: Vec<MountConfig>,
+}
+
+/// `[hls]`
+#[derive(Debug, Clone)]
+pub struct Hls {
+    /// Sample 0 of the HLS timeline: segment and part numbers and timestamps count from it, so
+    /// every pod of the station (a restart, a replacement) names the same audio the same way.
+    pub epoch: std::time::SystemTime,
 }
 
 /// `[station]`
@@ -569,8 +580,15 @@ mod tests {
             endpoint = "ftp://elsewhere"
             [playout]
             save_interval = "1ms"
+            [hls]
+            epoch = "2026-12-03 12:00"
             [[mount]]
             path = "/a.mp3"
+            hls = true
+            [[mount]]
+            path = "/a.opus"
+            codec = "opus"
+            hls = true
             "#,
         );
         let joined = errors.join("\n");
@@ -590,6 +608,8 @@ mod tests {
             "library.backup.endpoint = \"ftp://elsewhere\"",
             "library.backup.bucket: required",
             "playout.save_interval = \"1ms\"",
+            "hls.epoch = \"2026-12-03 12:00\": expected a UTC time",
+            "mount[1].hls = true: HLS packs MP3 or AAC frames",
         ] {
             assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::hls::RawHls;
 use super::library::RawLibrary;
 use super::live::RawLive;
 use super::playout::RawPlayout;
@@ -58,6 +59,8 @@ pub(super) struct RawConfig {
     audio: RawAudio,
     #[serde(default)]
     live: RawLive,
+    #[serde(default)]
+    hls: RawHls,
     #[serde(default, rename = "mount")]
     mounts: Vec<RawMount>,
 }
@@ -277,6 +280,7 @@ impl RawConfig {
         }
         let library = self.library.validate(&mut errors);
         let playout = self.playout.validate(&mut errors);
+        let hls = self.hls.validate(std::time::SystemTime::now(), &mut errors);
         let live_enabled = secrets.source_password.is_some() || self.live.has_accounts_file();
         let live = self
             .live
@@ -347,6 +351,7 @@ impl RawConfig {
                 playlist: Playlist { order },
                 playout,
                 live,
+                hls,
                 programme,
                 analysis,
                 audio,

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -84,7 +84,7 @@ pub struct Hls {
 }
 
 impl Hls {
-    pub fn new(audio: Audio, mounts: &Mounts) -> Hls {
+    pub fn new(audio: Audio, epoch: SystemTime, mounts: &Mounts) -> Hls {
         let renditions = mounts
             .iter()
             .enumerate()
@@ -123,7 +123,7 @@ impl Hls {
         Hls {
             grid: Grid {
                 rate: audio.sample_rate,
-                epoch: UNIX_EPOCH,
+                epoch,
             },
             renditions,
             titles: Mutex::new(VecDeque::new()),

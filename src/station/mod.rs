@@ -58,7 +58,11 @@ impl Station {
         let uptime = Uptime::start();
         let mounts = Mounts::new(&config.mounts, &metrics, started, uptime);
         let station = Station {
-            hls: Arc::new(crate::hls::station::Hls::new(config.audio, &mounts)),
+            hls: Arc::new(crate::hls::station::Hls::new(
+                config.audio,
+                config.hls.epoch,
+                &mounts,
+            )),
             mounts: Arc::new(mounts),
             on_air: Arc::new(OnAir::new()),
             health: Arc::new(Health::new(uptime)),

@@ -442,3 +442,128 @@ async fn through_varnish_20_hls_js_players_cost_the_origin_about_one_request_per
     drop(varnish);
     server.shutdown().await.unwrap();
 }
+
+/// The 33-bit, 90 kHz timestamp in a part's or segment's ID3 `PRIV` frame.
+fn id3_timestamp(body: &[u8]) -> u64 {
+    let owner = b"com.apple.streaming.transportStreamTimestamp\0";
+    let at = body
+        .windows(owner.len())
+        .position(|w| w == owner)
+        .expect("a PRIV timestamp frame")
+        + owner.len();
+    u64::from_be_bytes(body[at..at + 8].try_into().unwrap())
+}
+
+/// (msn, part, timestamp) of every part the playlist lists.
+async fn listed_parts(server: &TestServer, mount: &str, ext: &str) -> Vec<(u64, u64, u64)> {
+    let text = reqwest::get(server.url(&format!("/hls{mount}/live.m3u8")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut parts = Vec::new();
+    for line in lines_of(&text, "#EXT-X-PART") {
+        let uri = attr(line, "URI").unwrap();
+        let mut n = uri.trim_end_matches(&format!(".{ext}")).split('.');
+        let (msn, part) = (
+            n.next().unwrap().parse().unwrap(),
+            n.next().unwrap().parse().unwrap(),
+        );
+        let body = reqwest::get(server.url(&format!("/hls{mount}/{uri}")))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        parts.push((msn, part, id3_timestamp(&body)));
+    }
+    parts
+}
+
+#[tokio::test]
+async fn a_restarted_radio_continues_the_numbers_and_timestamps_past_the_old_ones() {
+    let lib = library_with(&["01-cbr128.mp3"]);
+    let first = TestServer::start(config_for(lib.path(), MOUNTS)).await;
+    first.wait_ready().await;
+    first_playlist(&first, "/hls/radio.aac/live.m3u8").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = listed_parts(&first, "/radio.aac", "aac").await;
+    let text = first_playlist(&first, "/hls/radio.aac/live.m3u8").await;
+    let hinted = hint(&text);
+    first.shutdown().await.unwrap();
+
+    // The replacement: the same station, a new process and timeline.
+    let second = TestServer::start(config_for(lib.path(), MOUNTS)).await;
+    second.wait_ready().await;
+    first_playlist(&second, "/hls/radio.aac/live.m3u8").await;
+    let after = listed_parts(&second, "/radio.aac", "aac").await;
+    let (old, new) = (before.last().unwrap(), after.first().unwrap());
+    // No name the old pod published or hinted is reused: a cache may hold them.
+    assert!(
+        (new.0, new.1) > hinted,
+        "new first part {new:?}, old hint {hinted:?}"
+    );
+    assert_eq!(new.1, 0, "a new timeline starts on a segment");
+    // The timestamps go on from where the old ones were (no wrap in this window: 26.5 h).
+    assert!(new.2 > old.2, "timestamps {} then {}", old.2, new.2);
+    let gap = (new.2 - old.2) as f64 / 90_000.0;
+    assert!(gap < 15.0, "{gap} s between the two pods' timestamps");
+    second.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_33_bit_timestamp_wraps_and_ffmpeg_and_hls_js_play_through_it() {
+    require("ffmpeg");
+    require("node");
+    // An epoch that puts the wrap (2^33 / 90 kHz = 95,443.7 s after it) 20 s from now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let epoch = std::time::UNIX_EPOCH + Duration::from_secs(now - 95_443 + 20);
+    let hls = format!("[hls]\nepoch = \"{}\"\n", onair::dates::iso8601_utc(epoch));
+    let lib = library_with(&["01-cbr128.mp3"]);
+    let server = TestServer::start(config_for(lib.path(), &format!("{MOUNTS}{hls}"))).await;
+    server.wait_ready().await;
+    first_playlist(&server, "/hls/radio.aac/live.m3u8").await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Both start before the wrap and play 20 s across it.
+    let aac = server.url("/hls/radio.aac/live.m3u8");
+    let mp3 = server.url("/hls/radio.mp3/live.m3u8");
+    let (player, reader) = tokio::join!(
+        tokio::task::spawn_blocking(move || hls_js_plays(
+            aac,
+            &["--low-latency", "--seconds", "20"]
+        )),
+        tokio::task::spawn_blocking(move || ffmpeg_reads(&mp3, 20)),
+    );
+    let (ok, report) = player.unwrap();
+    assert!(ok, "hls.js across the wrap:\n{report}");
+    let (ok, stderr) = reader.unwrap();
+    assert!(
+        ok && stderr.trim().is_empty(),
+        "ffmpeg across the wrap: {stderr}"
+    );
+    // The window now holds the wrap: timestamps rise, fall back by 2^33 once, rise again.
+    let text = first_playlist(&server, "/hls/radio.aac/live.m3u8").await;
+    let mut segments = Vec::new();
+    for uri in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let body = reqwest::get(server.url(&format!("/hls/radio.aac/{uri}")))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        segments.push((uri.to_owned(), id3_timestamp(&body)));
+    }
+    let falls: Vec<_> = segments.windows(2).filter(|w| w[1].1 < w[0].1).collect();
+    assert_eq!(falls.len(), 1, "{segments:?}");
+    let (a, b) = (falls[0][0].1, falls[0][1].1);
+    // A segment is 3.84 s: 345,600 ticks.
+    assert!(a > (1 << 33) - 400_000 && b < 400_000, "{a} then {b}");
+    server.shutdown().await.unwrap();
+}
