@@ -18,8 +18,11 @@ use crate::title::StreamTitle;
 pub const PART_HOLD_BACK: Duration = Duration::from_secs(3);
 /// `CAN-SKIP-UNTIL`: 6 target durations, the least HLS2 §4.4.3.8 allows.
 pub const SKIP_UNTIL: Duration = Duration::from_secs(6 * TARGET_DURATION);
-/// Complete segments whose parts the playlist lists: 3 target durations.
-const PARTS_LISTED_SEGMENTS: usize = 3;
+/// Complete segments whose parts the playlist lists, besides the one being built: parts more
+/// than three target durations from the end must go (HLS2 §4.4.4.9). Strict parsers count the
+/// preload hint's segment among the three even before it has a part, so two it is: 7.7 s of
+/// parts at least, past PART-HOLD-BACK.
+const PARTS_LISTED_SEGMENTS: usize = 2;
 /// `DATERANGE` class of the titles.
 pub const TITLE_CLASS: &str = "net.onair.title";
 
@@ -110,8 +113,7 @@ pub fn media(m: &Media) -> Option<String> {
             quoted(t.title.text())
         );
     }
-    // Parts are listed for the last 3 target durations (HLS2 §6.2.2); the packager keeps them
-    // downloadable longer.
+    // The packager keeps parts downloadable longer than they are listed.
     let parts_from = segments.len().saturating_sub(PARTS_LISTED_SEGMENTS);
     for (i, s) in segments.iter().enumerate().skip(skipped) {
         let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", pdt(m.grid, s.start));
@@ -323,7 +325,16 @@ mod tests {
                     .parse::<f64>()
                     .unwrap();
                 let parts = tag_lines(&text, "#EXT-X-PART");
-                assert!(parts.len() >= 12, "{rate}/{frame}: {} parts", parts.len());
+                assert!(parts.len() >= 8, "{rate}/{frame}: {} parts", parts.len());
+                // Parts more than three target durations from the end are no longer listed.
+                let listed: f64 = parts
+                    .iter()
+                    .map(|l| attrs(l)["DURATION"].parse::<f64>().unwrap())
+                    .sum();
+                assert!(
+                    listed <= 3.0 * TARGET_DURATION as f64,
+                    "{rate}/{frame}: {listed} s"
+                );
                 for line in parts {
                     let d: f64 = attrs(line)["DURATION"].parse().unwrap();
                     assert!(d <= target, "{rate}/{frame}: {line}");
