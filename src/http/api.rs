@@ -49,6 +49,8 @@ pub fn nowplaying(station: &Station, host: &str) -> Value {
                 "content_type": m.content_type,
                 "listeners": m.all_listeners(),
                 "hls_listeners": m.hls_sessions().map(|_| m.hls_listeners()),
+                // The page plays this where the browser lacks the codec over plain HTTP.
+                "hls": m.hls_sessions().map(|_| format!("/hls{}/live.m3u8", m.config.path)),
                 "listener_peak": m.peak(),
                 "url": super::status::listen_url(host, &m.config.path),
             })

@@ -604,3 +604,31 @@ async fn every_playlist_parses_in_strict_mode_with_npm_hls_parser() {
     }
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_listener_page_plays_hls_where_the_browser_lacks_the_mount_codec() {
+    require("node");
+    let (server, _lib) = radio().await;
+    first_playlist(&server, "/hls/radio.aac/live.m3u8").await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let url = server.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .args(["90", "node"])
+            .arg(root.join("tests/browser/page-hls-test.mjs"))
+            .arg(url)
+            .arg("/radio.aac")
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("0 failed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.shutdown().await.unwrap();
+}
