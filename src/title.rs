@@ -56,6 +56,11 @@ impl StreamTitle {
         &self.text
     }
 
+    /// The same title: the same `Arc`, or one made again with the same text.
+    pub fn same_as(&self, other: &StreamTitle) -> bool {
+        std::ptr::eq(self, other) || self.text == other.text
+    }
+
     /// "Artist - Title" split on its first " - " into (artist, title), as Ogg comments and ID3
     /// frames carry them; `None` when the text does not read that way.
     pub fn artist_and_title(&self) -> Option<(&str, &str)> {

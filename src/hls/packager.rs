@@ -103,7 +103,7 @@ impl Packager {
             let begins = !self
                 .last_title
                 .as_ref()
-                .is_some_and(|t| Arc::ptr_eq(t, &frame.title) || t.text() == frame.title.text());
+                .is_some_and(|t| t.same_as(&frame.title));
             if begins {
                 self.last_title = Some(Arc::clone(&frame.title));
             }

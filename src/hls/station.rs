@@ -164,10 +164,7 @@ impl Hls {
     /// A title went on air at timeline sample `sample` (the pipeline, at the segment boundary).
     pub fn title_changed(&self, sample: u64, title: &Arc<StreamTitle>) {
         let mut titles = lock(&self.titles);
-        if titles
-            .back()
-            .is_some_and(|t| t.title.text() == title.text())
-        {
+        if titles.back().is_some_and(|t| t.title.same_as(title)) {
             return;
         }
         titles.push_back(TitleChange {

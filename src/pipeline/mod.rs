@@ -338,7 +338,7 @@ impl Worker {
             let begins = !self
                 .last_title
                 .as_ref()
-                .is_some_and(|t| Arc::ptr_eq(t, &seg.title) || t.text() == seg.title.text());
+                .is_some_and(|t| t.same_as(&seg.title));
             if begins {
                 let sample = self.timeline + (start / self.channels) as u64;
                 self.hls.title_changed(sample, &seg.title);

@@ -34,6 +34,15 @@ async fn first_playlist(server: &TestServer, path: &str) -> String {
     }
 }
 
+/// A radio on the library at `lib` with [`MOUNTS`] and `extra` config, once its AAC playlist
+/// lists a part.
+async fn publishing(lib: &std::path::Path, extra: &str) -> TestServer {
+    let server = TestServer::start(config_for(lib, &format!("{MOUNTS}{extra}"))).await;
+    server.wait_ready().await;
+    first_playlist(&server, "/hls/radio.aac/live.m3u8").await;
+    server
+}
+
 fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let at = line.find(&format!("{name}="))? + name.len() + 1;
     let rest = &line[at..];
@@ -235,14 +244,15 @@ async fn ffmpeg_reads_the_aac_and_mp3_renditions_for_20_seconds_with_no_error() 
     }
 }
 
-/// tests/browser/hls-test.mjs: hls.js from npm in Debian's Chromium, on a page of another origin.
-fn hls_js_plays(playlist: String, options: &[&str]) -> (bool, String) {
+/// Runs `tests/browser/<script>` with node for at most `seconds`: whether it passed (exit 0 and
+/// "0 failed"), and what it printed.
+fn browser_script(script: &str, seconds: u32, args: &[&str]) -> (bool, String) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("timeout")
-        .args(["120", "node"])
-        .arg(root.join("tests/browser/hls-test.mjs"))
-        .arg(playlist)
-        .args(options)
+        .arg(seconds.to_string())
+        .arg("node")
+        .arg(root.join("tests/browser").join(script))
+        .args(args)
         .output()
         .expect("run node");
     let report = format!(
@@ -251,6 +261,14 @@ fn hls_js_plays(playlist: String, options: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success() && report.contains("0 failed"), report)
+}
+
+/// tests/browser/hls-test.mjs: hls.js from npm in Debian's Chromium, on a page of another origin.
+fn hls_js_plays(playlist: String, options: &[&str]) -> (bool, String) {
+    let args: Vec<&str> = std::iter::once(playlist.as_str())
+        .chain(options.iter().copied())
+        .collect();
+    browser_script("hls-test.mjs", 120, &args)
 }
 
 #[tokio::test]
@@ -264,9 +282,7 @@ async fn hls_js_plays_low_latency_aac_near_live_with_its_title_cues_and_mp3_in_c
     );
     // One tagged track on repeat: its title is the one cue to see.
     let lib = library_with(&["01-cbr128.mp3"]);
-    let server = TestServer::start(config_for(lib.path(), MOUNTS)).await;
-    server.wait_ready().await;
-    first_playlist(&server, "/hls/radio.aac/live.m3u8").await;
+    let server = publishing(lib.path(), "").await;
     // Players join a station already on air: three segments in the window.
     tokio::time::sleep(Duration::from_secs(12)).await;
     let aac = server.url("/hls/radio.aac/live.m3u8");
@@ -396,9 +412,7 @@ async fn parts_published(server: &TestServer) -> u64 {
 async fn through_varnish_20_hls_js_players_cost_the_origin_about_one_request_per_part() {
     require("node");
     let lib = library_with(&["01-cbr128.mp3"]);
-    let server = TestServer::start(config_for(lib.path(), MOUNTS)).await;
-    server.wait_ready().await;
-    first_playlist(&server, "/hls/radio.aac/live.m3u8").await;
+    let server = publishing(lib.path(), "").await;
     tokio::time::sleep(Duration::from_secs(12)).await;
     let varnish = Varnish::start(&server);
     let kinds = ["part", "blocking_playlist", "segment"];
@@ -488,9 +502,7 @@ async fn listed_parts(server: &TestServer, mount: &str, ext: &str) -> Vec<(u64, 
 #[tokio::test]
 async fn a_restarted_radio_continues_the_numbers_and_timestamps_past_the_old_ones() {
     let lib = library_with(&["01-cbr128.mp3"]);
-    let first = TestServer::start(config_for(lib.path(), MOUNTS)).await;
-    first.wait_ready().await;
-    first_playlist(&first, "/hls/radio.aac/live.m3u8").await;
+    let first = publishing(lib.path(), "").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = listed_parts(&first, "/radio.aac", "aac").await;
     let text = first_playlist(&first, "/hls/radio.aac/live.m3u8").await;
@@ -498,9 +510,7 @@ async fn a_restarted_radio_continues_the_numbers_and_timestamps_past_the_old_one
     first.shutdown().await.unwrap();
 
     // The replacement: the same station, a new process and timeline.
-    let second = TestServer::start(config_for(lib.path(), MOUNTS)).await;
-    second.wait_ready().await;
-    first_playlist(&second, "/hls/radio.aac/live.m3u8").await;
+    let second = publishing(lib.path(), "").await;
     let after = listed_parts(&second, "/radio.aac", "aac").await;
     let (old, new) = (before.last().unwrap(), after.first().unwrap());
     // No name the old pod published or hinted is reused: a cache may hold them.
@@ -528,9 +538,7 @@ async fn the_33_bit_timestamp_wraps_and_ffmpeg_and_hls_js_play_through_it() {
     let epoch = std::time::UNIX_EPOCH + Duration::from_secs(now - 95_443 + 20);
     let hls = format!("[hls]\nepoch = \"{}\"\n", onair::dates::iso8601_utc(epoch));
     let lib = library_with(&["01-cbr128.mp3"]);
-    let server = TestServer::start(config_for(lib.path(), &format!("{MOUNTS}{hls}"))).await;
-    server.wait_ready().await;
-    first_playlist(&server, "/hls/radio.aac/live.m3u8").await;
+    let server = publishing(lib.path(), &hls).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     // Both start before the wrap and play 20 s across it.
     let aac = server.url("/hls/radio.aac/live.m3u8");
@@ -579,27 +587,15 @@ async fn every_playlist_parses_in_strict_mode_with_npm_hls_parser() {
     first_playlist(&server, "/hls/radio.aac/live.m3u8").await;
     // Past CAN-SKIP-UNTIL (24 s) and a segment, so the delta update skips some.
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let url = server.url("");
     // Several rounds: the playlist's shape changes with where in a segment the request falls.
     for round in 0..5 {
         let url = url.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new("timeout")
-                .args(["60", "node"])
-                .arg(root.join("tests/browser/parse-playlists.mjs"))
-                .arg(url)
-                .output()
-                .expect("run node")
-        })
-        .await
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("0 failed"),
-            "round {round}:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (ok, report) =
+            tokio::task::spawn_blocking(move || browser_script("parse-playlists.mjs", 60, &[&url]))
+                .await
+                .unwrap();
+        assert!(ok, "round {round}:\n{report}");
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
     server.shutdown().await.unwrap();
@@ -611,24 +607,12 @@ async fn the_listener_page_plays_hls_where_the_browser_lacks_the_mount_codec() {
     let (server, _lib) = radio().await;
     first_playlist(&server, "/hls/radio.aac/live.m3u8").await;
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let url = server.url("");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("timeout")
-            .args(["90", "node"])
-            .arg(root.join("tests/browser/page-hls-test.mjs"))
-            .arg(url)
-            .arg("/radio.aac")
-            .output()
-            .expect("run node")
+    let (ok, report) = tokio::task::spawn_blocking(move || {
+        browser_script("page-hls-test.mjs", 90, &[&url, "/radio.aac"])
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("0 failed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(ok, "{report}");
     server.shutdown().await.unwrap();
 }
