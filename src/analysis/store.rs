@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use prometheus::IntCounter;
+
 use super::facts::Facts;
 use super::sidecar;
 use crate::catalog::{Catalog, TrackRef};
@@ -26,6 +28,8 @@ enum Known {
 pub struct Analyses<C> {
     catalog: Arc<C>,
     known: Mutex<HashMap<Arc<str>, Known>>,
+    /// Valid sidecars read, whoever asked first (scheduler or worker).
+    sidecars_read: IntCounter,
 }
 
 /// Whether a version's analysis is known, and how.
@@ -40,10 +44,11 @@ pub enum Status {
 }
 
 impl<C: Catalog> Analyses<C> {
-    pub fn new(catalog: Arc<C>) -> Analyses<C> {
+    pub fn new(catalog: Arc<C>, sidecars_read: IntCounter) -> Analyses<C> {
         Analyses {
             catalog,
             known: Mutex::new(HashMap::new()),
+            sidecars_read,
         }
     }
 
@@ -80,10 +85,14 @@ impl<C: Catalog> Analyses<C> {
         match facts {
             Some(f) => {
                 let f = Arc::new(f);
-                known.insert(
+                let before = known.insert(
                     Arc::clone(&track.key),
                     Known::Facts(Arc::clone(&track.version), Arc::clone(&f)),
                 );
+                // The scheduler and the worker may both have asked: one read counts once.
+                if !matches!(before, Some(Known::Facts(v, _)) if v == track.version) {
+                    self.sidecars_read.inc();
+                }
                 Some(f)
             }
             None => {
@@ -107,5 +116,37 @@ impl<C: Catalog> Analyses<C> {
     /// Forgets keys no longer in the library.
     pub fn retain(&self, listed: &std::collections::HashSet<Arc<str>>) {
         self.known().retain(|k, _| listed.contains(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::facts::tests::{facts_of, tone};
+    use crate::catalog::local::LocalCatalog;
+
+    #[tokio::test]
+    async fn a_sidecar_counts_once_whoever_reads_it_first() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.wav"), tone(8_000, 1.0, |_| 0.5)).unwrap();
+        let catalog = Arc::new(LocalCatalog::new(dir.path().to_path_buf(), None));
+        let track = catalog.list().await.unwrap()[0].clone();
+        let facts = facts_of(tone(8_000, 1.0, |_| 0.5));
+        let json = sidecar::encode(&track.key, &track.version, &facts);
+        catalog.save_sidecar(&track, json.into()).await.unwrap();
+
+        let read = IntCounter::new("sidecars", "read").unwrap();
+        let analyses = Analyses::new(Arc::clone(&catalog), read.clone());
+        assert_eq!(analyses.status(&track), Status::Unknown);
+        // The scheduler readies the track first; the worker finds it known afterwards.
+        assert!(analyses.facts(&track).await.is_some());
+        assert_eq!(analyses.status(&track), Status::Analysed);
+        assert!(analyses.facts(&track).await.is_some());
+        assert_eq!(read.get(), 1);
+
+        // A fresh pod (a new store) reads it again, and counts it again.
+        let again = Analyses::new(Arc::clone(&catalog), read.clone());
+        assert!(again.facts(&track).await.is_some());
+        assert_eq!(read.get(), 2);
     }
 }

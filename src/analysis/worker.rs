@@ -136,10 +136,6 @@ impl<C: Catalog> Worker<C> {
     /// Looks at one track: its sidecar, else an analysis. False when it must wait (storage).
     async fn one(&mut self, track: &TrackRef) -> bool {
         if self.analyses.facts(track).await.is_some() {
-            self.metrics
-                .analysis_total
-                .with_label_values(&["cached"])
-                .inc();
             return true;
         }
         if self.catalog.availability(track) == Availability::Down {

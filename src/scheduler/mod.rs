@@ -69,7 +69,13 @@ pub fn spawn<C: Catalog>(
         cancel.child_token(),
     );
     let (upcoming_tx, upcoming_rx) = watch::channel(Vec::new());
-    let analyses = Arc::new(Analyses::new(Arc::clone(&catalog)));
+    let analyses = Arc::new(Analyses::new(
+        Arc::clone(&catalog),
+        station
+            .metrics
+            .analysis_total
+            .with_label_values(&["cached"]),
+    ));
     let analysis = station.config.analysis;
     if analysis.enabled
         && let Err(e) = crate::analysis::worker::spawn(
