@@ -50,6 +50,15 @@ soak (--soak MINUTES, needs --pid): hold the N listeners for MINUTES instead of 
   served; and every poll and title change was answered 200. The exit status is 1 when it does
   not pass.
 
+hls (--hls, URL = a media playlist such as http://127.0.0.1:8000/hls/mobile.aac/live.m3u8):
+  N Low-Latency HLS clients, each on one keep-alive connection: it tunes in from the plain
+  playlist's preload hint, then asks for every part with a blocking playlist request
+  (_HLS_msn, _HLS_part, _HLS_skip=YES, gzip) followed by the part itself. The report gives the
+  delay of each answer after the first answer for the same part (the part's publication), how
+  long the whole audience took to hold each part, errors, and the server's CPU and RSS per
+  client. --rate and --storm pace the tune-ins; --seconds is the window. The exit status is 1
+  when a client failed or broke or any answer was not 200.
+
 storm (--storm): the report adds a verdict: every connection served within 5 s or answered 503
   with a Retry-After, none dropped after admission, and the server alive afterwards (its pid,
   when given, and an answer to GET /healthz). The exit status is 1 when it does not pass.
@@ -84,6 +93,8 @@ pub struct Config {
     pub spread: bool,
     pub label: String,
     pub json: bool,
+    /// Low-Latency HLS clients on a media playlist instead of stream listeners.
+    pub hls: bool,
     /// Soak mode: how long to hold the listeners, minutes.
     pub soak: Option<u32>,
     /// Soak: minutes before the server's figures are judged.
@@ -136,6 +147,7 @@ pub fn parse_args() -> Result<Config, String> {
         spread: true,
         label: String::new(),
         json: false,
+        hls: false,
         soak: None,
         warmup: 5,
         reconnect: 0.1,
@@ -178,6 +190,7 @@ pub fn parse_args() -> Result<Config, String> {
             "--no-spread" => c.spread = false,
             "--label" => c.label = val(&a, args.next())?,
             "--json" => c.json = true,
+            "--hls" => c.hls = true,
             "--soak" => c.soak = Some(val(&a, args.next())?),
             "--warmup" => c.warmup = val(&a, args.next())?,
             "--reconnect" => c.reconnect = val(&a, args.next())?,
@@ -224,6 +237,12 @@ pub fn parse_args() -> Result<Config, String> {
     }
     if c.spread && !c.addr.ip().is_loopback() {
         c.spread = false;
+    }
+    if c.hls {
+        crate::hls::split_playlist_path(&c.path)?;
+        if c.soak.is_some() || c.slow_fraction > 0.0 || c.icy {
+            return Err("--hls does not combine with --soak, --slow-fraction or --icy".into());
+        }
     }
     if let Some(minutes) = c.soak {
         if minutes == 0 || minutes > 24 * 60 {

@@ -223,7 +223,7 @@ pub async fn run(shared: Arc<Shared>, i: usize, slow: bool, mut phase: watch::Re
     slot.state.store(end, Ordering::Release);
 }
 
-async fn connect(cfg: &Config, i: usize, slow: bool) -> io::Result<TcpStream> {
+pub(crate) async fn connect(cfg: &Config, i: usize, slow: bool) -> io::Result<TcpStream> {
     let sock = TcpSocket::new_v4()?;
     if cfg.spread {
         let last = 2 + (i as u32 % SPREAD) as u8;

@@ -23,9 +23,15 @@
 //! `report` (aggregation, the table, the storm's verdict and the JSON line); for a soak, `soak`
 //! (its phases and minute samples), `held` (one soak connection's task), `poller` (status and
 //! admin polls, title changes) and `soak_report` (the minute table and the verdict).
+//!
+//! `--hls` loads a Low-Latency HLS playlist instead: N clients each asking for part after part
+//! with blocking playlist requests (`hls`), reported as the answers' delay after each part's
+//! publication and the server's cost per client (`hls_report`).
 
 mod cli;
 mod held;
+mod hls;
+mod hls_report;
 mod listener;
 mod poller;
 mod probe;
@@ -75,6 +81,8 @@ fn main() {
         .expect("tokio runtime");
     let pass = if cfg.soak.is_some() {
         rt.block_on(soak::run(cfg, nofile))
+    } else if cfg.hls {
+        rt.block_on(hls::run(cfg, nofile))
     } else {
         rt.block_on(run(cfg, nofile))
     };

@@ -10,7 +10,7 @@ use crate::proc_stats::ProcSample;
 use crate::slot::{Shared, st};
 
 /// The `p`th percentile of sorted values, nearest rank; NaN when empty.
-fn pct(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -18,13 +18,13 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+pub(crate) fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v.sort_by(|a, b| a.total_cmp(b));
     v
 }
 
 /// A JSON number with at most three decimals and no trailing zeros; `null` when not finite.
-fn jnum(x: f64) -> String {
+pub(crate) fn jnum(x: f64) -> String {
     if x.is_finite() {
         let s = format!("{x:.3}");
         let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -39,7 +39,7 @@ fn jnum(x: f64) -> String {
 }
 
 /// A JSON string literal.
-fn jstr(s: &str) -> String {
+pub(crate) fn jstr(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 2);
     o.push('"');
     for c in s.chars() {
