@@ -70,7 +70,7 @@ fn target(path: &str) -> Option<Target<'_>> {
 
 /// The delivery directives of a playlist request.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Directives {
+pub struct Directives {
     msn: Option<u64>,
     part: Option<u64>,
     skip: bool,
@@ -98,51 +98,103 @@ fn directives(query: &str) -> Result<Directives, &'static str> {
     Ok(d)
 }
 
-/// Answers a request whose path starts with `/hls/`; `None` when it names nothing of ours.
-pub async fn answer(
-    hls: &Arc<Hls>,
+/// A request under `/hls/`, read: what it asks for, owning nothing of the request. A blocked
+/// request waits thousands at a time; holding its head would keep each connection's read buffer
+/// pinned beside the one hyper takes for the next read (8 KiB more per waiting client).
+pub enum Prepared<'h> {
+    Ready(Response<Body>),
+    Playlist {
+        hls: &'h Hls,
+        rendition: &'h Rendition,
+        directives: Result<Directives, &'static str>,
+        gzip: bool,
+    },
+    Part {
+        rendition: &'h Rendition,
+        msn: u64,
+        index: u64,
+    },
+}
+
+/// Whether an `Accept-Encoding` value takes gzip.
+pub fn takes_gzip(accept_encoding: &[u8]) -> bool {
+    accept_encoding
+        .split(|&b| b == b',')
+        .any(|e| e.trim_ascii().starts_with(b"gzip"))
+}
+
+/// Reads a request whose path starts with `/hls/`; `None` when it names nothing of ours.
+/// `agent` is its `User-Agent` (empty without one), which with `peer` makes a session.
+pub fn prepare<'h>(
+    hls: &'h Arc<Hls>,
     path: &str,
     query: &str,
-    headers: &HeaderMap,
+    gzip: bool,
+    agent: &[u8],
     peer: IpAddr,
-) -> Option<Response<Body>> {
-    let gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
-    let seen = |r: &Rendition| {
-        let agent = headers
-            .get(header::USER_AGENT)
-            .map_or(&b""[..], |v| v.as_bytes());
-        r.sessions.seen(peer, agent, Instant::now());
-    };
+) -> Option<Prepared<'h>> {
+    let seen = |r: &Rendition| r.sessions.seen(peer, agent, Instant::now());
     Some(match target(path)? {
         Target::Master if !hls.is_empty() => {
-            text(Bytes::from(hls.multivariant()), None, CACHE_MASTER)
+            Prepared::Ready(text(Bytes::from(hls.multivariant()), None, CACHE_MASTER))
         }
         Target::Master => return None,
         Target::Playlist(mount) => {
-            let r = hls.by_path(mount)?;
-            seen(r);
-            playlist(hls, r, query, gzip).await
+            let rendition = hls.by_path(mount)?;
+            seen(rendition);
+            Prepared::Playlist {
+                hls,
+                rendition,
+                directives: directives(query),
+                gzip,
+            }
         }
         Target::Segment(mount, msn) => {
             let r = hls.by_path(mount)?;
             seen(r);
             r.metrics.requested(HlsRequest::Segment);
-            object(r, r.segment(msn))
+            Prepared::Ready(object(r, r.segment(msn)))
         }
         Target::Part(mount, msn, index) => {
-            let r = hls.by_path(mount)?;
-            seen(r);
-            r.metrics.requested(HlsRequest::Part);
-            part(r, msn, index).await
+            let rendition = hls.by_path(mount)?;
+            seen(rendition);
+            rendition.metrics.requested(HlsRequest::Part);
+            Prepared::Part {
+                rendition,
+                msn,
+                index,
+            }
         }
     })
 }
 
-async fn playlist(hls: &Hls, r: &Rendition, query: &str, gzip: bool) -> Response<Body> {
-    let d = match directives(query) {
+impl Prepared<'_> {
+    /// The answer, once what it waits for (a part not yet published) has come.
+    pub async fn answer(self) -> Response<Body> {
+        match self {
+            Prepared::Ready(resp) => resp,
+            Prepared::Playlist {
+                hls,
+                rendition,
+                directives,
+                gzip,
+            } => playlist(hls, rendition, directives, gzip).await,
+            Prepared::Part {
+                rendition,
+                msn,
+                index,
+            } => part(rendition, msn, index).await,
+        }
+    }
+}
+
+async fn playlist(
+    hls: &Hls,
+    r: &Rendition,
+    directives: Result<Directives, &'static str>,
+    gzip: bool,
+) -> Response<Body> {
+    let d = match directives {
         Ok(d) => d,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };

@@ -17,6 +17,7 @@ pub mod escape;
 mod gate;
 pub mod head;
 mod hls;
+mod hls_conn;
 mod listener;
 mod refuse;
 mod replay;
@@ -399,6 +400,15 @@ impl Server {
                 };
                 listener::peek(stream, peer, mount, head, icy, range, with_body).await
             }
+            Dispatch::Hyper if matches!(port, Port::Public { .. }) && hls_conn::wanted(&head) => {
+                let conn = hls_conn::HlsConn {
+                    hls: &self.station.hls,
+                    head_timeout: timeout,
+                    stall_limit: STALL_LIMIT,
+                    cancel: &self.cancel,
+                };
+                conn.serve(stream, head, peer).await
+            }
             Dispatch::Hyper => self.serve_hyper(stream, head.freeze(), peer, port).await,
         }
     }
@@ -465,9 +475,10 @@ impl Server {
         if !port.serves(path) {
             return plain(StatusCode::NOT_FOUND, "not found\n", None);
         }
-        // HLS clients make a request or more a second: their connections are kept alive. Any
-        // other answer closes its connection, so a listener always comes on a fresh one, whose
-        // head the accept path reads (a browser reuses a page's connection for its audio).
+        // HLS clients make a request or more a second: their connections are kept alive (those
+        // that reach hyper at all: `hls_conn` serves every plain HLS head). Any other answer
+        // closes its connection, so a listener always comes on a fresh one, whose head the
+        // accept path reads (a browser reuses a page's connection for its audio).
         if path.starts_with("/hls/") {
             return routes::handle(req, &self.station, &self.admin_logins, &self.live, peer).await;
         }

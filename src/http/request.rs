@@ -1,6 +1,7 @@
 //! The accept path's first look at a connection: it reads the request head and picks out the
 //! requests for a mount (a listener's `GET`, a `HEAD`, a `Range` probe), which are answered
-//! without hyper; anything else goes to hyper with the bytes already read.
+//! without hyper; HLS requests go to `hls_conn`, anything else to hyper with the bytes already
+//! read.
 //!
 //! Listeners skip hyper because a hyper connection keeps an 8 KiB read buffer and an 8 KiB write
 //! buffer for its whole life: for a listener that stays hours, that is most of its memory.

@@ -29,11 +29,18 @@ pub async fn handle(
     if req.uri().path().starts_with("/hls/") && matches!(*req.method(), Method::GET | Method::HEAD)
     {
         let (path, query) = (req.uri().path(), req.uri().query().unwrap_or(""));
-        let mut resp = super::hls::answer(&station.hls, path, query, req.headers(), peer.ip())
-            .await
-            .unwrap_or_else(not_found);
+        let header = |name| req.headers().get(name).map_or(&b""[..], |v| v.as_bytes());
+        let gzip = super::hls::takes_gzip(header(header::ACCEPT_ENCODING));
+        let agent = header(header::USER_AGENT);
+        let prepared = super::hls::prepare(&station.hls, path, query, gzip, agent, peer.ip());
+        let head_only = req.method() == Method::HEAD;
+        drop(req);
+        let mut resp = match prepared {
+            Some(p) => p.answer().await,
+            None => not_found(),
+        };
         common_headers(resp.headers_mut());
-        if req.method() == Method::HEAD {
+        if head_only {
             *resp.body_mut() = Body::empty();
         }
         return resp;

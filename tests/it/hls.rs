@@ -616,3 +616,131 @@ async fn the_listener_page_plays_hls_where_the_browser_lacks_the_mount_codec() {
     assert!(ok, "{report}");
     server.shutdown().await.unwrap();
 }
+
+/// Reads more of what `s` sends into `buf`; `what` names what must come before a close.
+async fn read_more(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, what: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 8192];
+    let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut chunk))
+        .await
+        .unwrap_or_else(|_| panic!("{what} in time"))
+        .unwrap();
+    assert!(n > 0, "closed before {what}: {buf:?}");
+    buf.extend_from_slice(&chunk[..n]);
+}
+
+/// Reads one response (head, then its `Content-Length` body unless `head_only`) from `s`,
+/// keeping what follows in `buf`: (status, head text, body).
+async fn one_response(
+    s: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    head_only: bool,
+) -> (u16, String, Vec<u8>) {
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        read_more(s, buf, "a whole head").await;
+    };
+    let head = String::from_utf8(buf.drain(..end).collect()).unwrap();
+    let status = head[9..12].parse().unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("a Content-Length")
+        .trim()
+        .parse()
+        .unwrap();
+    let length = if head_only { 0 } else { length };
+    while buf.len() < length {
+        read_more(s, buf, "the whole body").await;
+    }
+    let body = buf.drain(..length).collect();
+    (status, head, body)
+}
+
+#[tokio::test]
+async fn one_connection_carries_pipelined_blocking_and_head_requests_until_asked_to_close() {
+    use tokio::io::AsyncWriteExt;
+    let (server, _lib) = radio().await;
+    let (msn, part) = hint(&first_playlist(&server, "/hls/radio.aac/live.m3u8").await);
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut buf = Vec::new();
+    // Two requests in one write: the multivariant playlist, then a reload blocked on the
+    // hinted part. Both are answered, in order, on this connection.
+    let pipelined = format!(
+        "GET /hls/master.m3u8 HTTP/1.1\r\nHost: t\r\nUser-Agent: raw\r\n\r\n\
+         GET /hls/radio.aac/live.m3u8?_HLS_msn={msn}&_HLS_part={part} HTTP/1.1\r\nHost: t\r\n\r\n"
+    );
+    s.write_all(pipelined.as_bytes()).await.unwrap();
+    let (status, head, body) = one_response(&mut s, &mut buf, false).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.contains("Content-Type: application/vnd.apple.mpegurl\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("Access-Control-Allow-Origin: *\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nDate: "), "{head}");
+    assert!(!head.contains("Connection: close"), "{head}");
+    assert!(body.starts_with(b"#EXTM3U"));
+    let (status, head, body) = one_response(&mut s, &mut buf, false).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.contains("Cache-Control: public, max-age=24\r\n"),
+        "{head}"
+    );
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains(&format!("URI=\"{msn}.{part}.aac\"")),
+        "the blocked reload lists the part it waited for:\n{text}"
+    );
+    // The part itself, then a HEAD that asks to close: its head gives the body's length, no
+    // body follows, and the server closes.
+    let get = format!("GET /hls/radio.aac/{msn}.{part}.aac HTTP/1.1\r\nHost: t\r\n\r\n");
+    s.write_all(get.as_bytes()).await.unwrap();
+    let (status, head, part_body) = one_response(&mut s, &mut buf, false).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("Content-Type: audio/aac\r\n"), "{head}");
+    assert!(part_body.starts_with(b"ID3"), "an ID3 tag, then ADTS");
+    let head_req =
+        format!("HEAD /hls/radio.aac/{msn}.{part}.aac HTTP/1.1\r\nConnection: close\r\n\r\n");
+    s.write_all(head_req.as_bytes()).await.unwrap();
+    let (status, head, _) = one_response(&mut s, &mut buf, true).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.contains(&format!("Content-Length: {}\r\n", part_body.len())),
+        "{head}"
+    );
+    assert!(head.contains("Connection: close\r\n"), "{head}");
+    let rest = crate::support::raw::read_answer(&mut s, Duration::from_secs(5)).await;
+    assert!(
+        rest.closed && rest.bytes.is_empty() && buf.is_empty(),
+        "{rest:?}"
+    );
+
+    // HTTP/1.0 without keep-alive: one answer, then the server closes.
+    let answer = crate::support::raw::exchange(
+        server.addr,
+        b"GET /hls/master.m3u8 HTTP/1.0\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.closed, "{answer:?}");
+    assert_eq!(answer.status(), Some(200));
+    assert_eq!(answer.header("connection").as_deref(), Some("close"));
+    // Garbage after a good request: the good one is answered, the bad one refused, then close.
+    let answer = crate::support::raw::exchange(
+        server.addr,
+        b"GET /hls/master.m3u8 HTTP/1.1\r\n\r\nGET \x01\x02 nonsense\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&answer.bytes);
+    assert!(answer.closed, "{text}");
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+    server.shutdown().await.unwrap();
+}
