@@ -54,13 +54,42 @@ pub fn head_complete(head: &[u8]) -> bool {
 /// `/hls/`, with no body. Anything else goes to hyper, which answers it and closes.
 pub fn wanted(head: &[u8]) -> bool {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
-        return false;
+    parse(head, &mut headers).is_some_and(|r| r.target.starts_with("/hls/"))
+}
+
+/// A request head this path can answer, parsed.
+struct Parsed<'h, 'b> {
+    head_only: bool,
+    target: &'b str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    version: u8,
+    headers: &'h [httparse::Header<'b>],
+    /// The head's length in bytes.
+    used: usize,
+}
+
+/// The complete `GET` or `HEAD` without a body at the start of `head`; `None` for any other.
+fn parse<'h, 'b>(
+    head: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+) -> Option<Parsed<'h, 'b>> {
+    let mut req = httparse::Request::new(headers);
+    let httparse::Status::Complete(used) = req.parse(head).ok()? else {
+        return None;
     };
-    matches!(req.method, Some("GET" | "HEAD"))
-        && req.path.is_some_and(|p| p.starts_with("/hls/"))
-        && !has_body(req.headers)
+    let (Some(method @ ("GET" | "HEAD")), Some(target), Some(version)) =
+        (req.method, req.path, req.version)
+    else {
+        return None;
+    };
+    let headers = &*req.headers;
+    (!has_body(headers)).then_some(Parsed {
+        head_only: method == "HEAD",
+        target,
+        version,
+        headers,
+        used,
+    })
 }
 
 fn has_body(headers: &[httparse::Header<'_>]) -> bool {
@@ -129,18 +158,7 @@ impl HlsConn<'_> {
     /// Parses the request at the start of `head`: what it asks, and its length in bytes.
     fn read<'h>(&'h self, head: &[u8], peer: SocketAddr) -> Option<(Asked<'h>, usize)> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let httparse::Status::Complete(used) = req.parse(head).ok()? else {
-            return None;
-        };
-        let (Some(method @ ("GET" | "HEAD")), Some(target), Some(version)) =
-            (req.method, req.path, req.version)
-        else {
-            return None;
-        };
-        if has_body(req.headers) {
-            return None;
-        }
+        let req = parse(head, &mut headers)?;
         let header = |name: &str| {
             req.headers
                 .iter()
@@ -154,12 +172,12 @@ impl HlsConn<'_> {
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
         };
         // HTTP/1.1 stays open unless told otherwise; HTTP/1.0 only when it asks.
-        let keep_alive = if version == 1 {
+        let keep_alive = if req.version == 1 {
             !says(b"close")
         } else {
             says(b"keep-alive")
         };
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let (path, query) = req.target.split_once('?').unwrap_or((req.target, ""));
         let prepared = hls::prepare(
             self.hls,
             path,
@@ -170,10 +188,10 @@ impl HlsConn<'_> {
         );
         let asked = Asked {
             prepared,
-            head_only: method == "HEAD",
+            head_only: req.head_only,
             keep_alive,
         };
-        Some((asked, used))
+        Some((asked, req.used))
     }
 
     /// Writes `resp` (only its head for a `HEAD`), with `Connection: close` unless `keep`.

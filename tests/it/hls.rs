@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::synth::Synth;
-use crate::support::{TestServer, config_for, library_with, require};
+use crate::support::{TestServer, config_for, get_text, library_with, require};
 
 const MOUNTS: &str = "[[mount]]\npath = \"/radio.mp3\"\nhls = true\n\
                       [[mount]]\npath = \"/radio.aac\"\ncodec = \"aac\"\nbitrate = 128\nhls = true\n";
@@ -381,12 +381,7 @@ impl Drop for Varnish {
 
 /// The origin's count of HLS requests of `kind` on `mount`.
 async fn origin_requests(server: &TestServer, mount: &str, kind: &str) -> u64 {
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = get_text(server.url("/metrics")).await;
     let series = format!("onair_hls_requests_total{{kind=\"{kind}\",mount=\"{mount}\"}} ");
     metrics
         .lines()

@@ -147,20 +147,10 @@ pub async fn run(cfg: Config, nofile: u64) -> bool {
         .map(|(a, b)| 100.0 * (b.cpu - a.cpu) / IDLE.as_secs_f64());
 
     let ramp_start = Instant::now();
-    let interval = Duration::from_secs_f64(1.0 / cfg.rate);
-    for i in 0..n {
-        if !cfg.storm {
-            let due = ramp_start + interval.mul_f64(i as f64);
-            if due > Instant::now() {
-                tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
-            }
-        }
+    crate::ramp(cfg, &shared.resolved, |i| {
         tokio::spawn(client(Arc::clone(&shared), i));
-    }
-    let resolve_by = Instant::now() + cfg.timeout + Duration::from_secs(2);
-    while shared.resolved.load(Ordering::Acquire) < n && Instant::now() < resolve_by {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     let ramp_secs = ramp_start.elapsed().as_secs_f64();
     if !cfg.json {
         eprintln!(

@@ -90,6 +90,28 @@ fn main() {
     std::process::exit(if pass { 0 } else { 1 });
 }
 
+/// Starts `cfg.listeners` connections with `spawn(i)`, `cfg.rate` a second (all at once for a
+/// storm), then waits until `resolved` counts them all, at most each one's timeout (plus a
+/// margin) after the last start.
+pub async fn ramp(cfg: &Config, resolved: &AtomicUsize, mut spawn: impl FnMut(usize)) {
+    let n = cfg.listeners;
+    let start = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / cfg.rate);
+    for i in 0..n {
+        if !cfg.storm {
+            let due = start + interval.mul_f64(i as f64);
+            if due > Instant::now() {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+            }
+        }
+        spawn(i);
+    }
+    let resolve_by = Instant::now() + cfg.timeout + Duration::from_secs(2);
+    while resolved.load(Ordering::Acquire) < n && Instant::now() < resolve_by {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The run's phases: ramp (start every listener and wait until each has resolved), window
 /// (measure for `--seconds`), snapshot (let every listener record the window's end), report.
 /// False when a storm's verdict fails.
@@ -124,28 +146,16 @@ async fn run(cfg: Config, nofile: u64) -> bool {
     let server_before = server_sample();
     let ramp_start = Instant::now();
 
-    // Ramp: bounded by N spawns, paced by the rate (or none for a storm).
-    let interval = Duration::from_secs_f64(1.0 / cfg.rate);
-    for (i, &slow) in slow_set.iter().enumerate() {
-        if !cfg.storm {
-            let due = ramp_start + interval.mul_f64(i as f64);
-            if due > Instant::now() {
-                tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
-            }
-        }
+    ramp(&cfg, &shared.resolved, |i| {
         tokio::spawn(listener::run(
             Arc::clone(&shared),
             i,
-            slow,
+            slow_set[i],
             phase_rx.clone(),
         ));
-    }
+    })
+    .await;
     drop(phase_rx);
-    // Every connection resolves within its own timeout; wait at most that (plus a margin).
-    let resolve_by = Instant::now() + cfg.timeout + Duration::from_secs(2);
-    while shared.resolved.load(Ordering::Acquire) < n && Instant::now() < resolve_by {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let ramp_secs = ramp_start.elapsed().as_secs_f64();
     if !cfg.json {
         eprintln!(
